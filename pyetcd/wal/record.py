@@ -1,0 +1,84 @@
+"""WAL records: framing, checksums and the search for a valid record.
+
+A record is a 10-byte header followed by its payload::
+
+    magic  u8   0xE7, so zero fill and most garbage are recognised at once
+    type   u8   a RecordType
+    length u32  payload length (little endian)
+    crc    u32  zlib.crc32 over the first 6 header bytes and the payload
+
+The CRC covers the type and the length as well, so a damaged header is a CRC mismatch. CRCs are
+not chained from record to record: a damaged record then leaves the records after it verifiable,
+which is what tells a torn tail (nothing valid follows) from damage in the middle of the log.
+"""
+from __future__ import annotations
+
+import enum
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+
+MAGIC = 0xE7
+HEADER = struct.Struct("<BBII")
+_PREFIX = struct.Struct("<BBI")  # the header bytes the CRC covers
+_MAGIC_RE = re.compile(bytes([MAGIC]))
+
+
+class RecordType(enum.IntEnum):
+    METADATA = 1  # opaque bytes given to WAL.create; first record of every segment
+    ENTRY = 2  # a serialized raftpb.Entry
+    HARDSTATE = 3  # a serialized raftpb.HardState
+    SNAPSHOT = 4  # a SnapshotMarker
+
+
+@dataclass(frozen=True)
+class SnapshotMarker:
+    """The state machine was snapshotted at (index, term); log entries up to index are in it."""
+
+    index: int
+    term: int
+
+    _STRUCT = struct.Struct("<QQ")
+
+    def encode(self) -> bytes:
+        return self._STRUCT.pack(self.index, self.term)
+
+    @classmethod
+    def decode(cls, payload: bytes | memoryview) -> "SnapshotMarker":
+        if len(payload) != cls._STRUCT.size:
+            raise ValueError(f"snapshot marker payload has {len(payload)} bytes, want {cls._STRUCT.size}")
+        return cls(*cls._STRUCT.unpack(payload))
+
+
+def encode(rtype: int, payload: bytes) -> bytes:
+    """Frame one record."""
+    prefix = _PREFIX.pack(MAGIC, rtype, len(payload))
+    return prefix + struct.pack("<I", zlib.crc32(payload, zlib.crc32(prefix))) + payload
+
+
+def decode_at(buf: memoryview, offset: int) -> tuple[int, memoryview, int] | None:
+    """The record at offset as (type, payload, end offset), or None if no intact record starts there.
+
+    The type is returned as stored, known or not: an intact record of an unknown type is the
+    caller's decision.
+    """
+    end_of_header = offset + HEADER.size
+    if end_of_header > len(buf):
+        return None
+    magic, rtype, length, crc = HEADER.unpack_from(buf, offset)
+    end = end_of_header + length
+    if magic != MAGIC or end > len(buf):
+        return None
+    payload = buf[end_of_header:end]
+    if zlib.crc32(payload, zlib.crc32(buf[offset:offset + _PREFIX.size])) != crc:
+        return None
+    return rtype, payload, end
+
+
+def find_record(buf: memoryview, start: int) -> int | None:
+    """Offset of the first intact record at or after start, or None."""
+    for match in _MAGIC_RE.finditer(buf, start):
+        if decode_at(buf, match.start()) is not None:
+            return match.start()
+    return None
