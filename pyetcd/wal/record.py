@@ -53,8 +53,8 @@ class SnapshotMarker:
 
 def encode(rtype: int, payload: bytes) -> bytes:
     """Frame one record."""
-    prefix = _PREFIX.pack(MAGIC, rtype, len(payload))
-    return prefix + struct.pack("<I", zlib.crc32(payload, zlib.crc32(prefix))) + payload
+    n = len(payload)
+    return HEADER.pack(MAGIC, rtype, n, zlib.crc32(payload, zlib.crc32(_PREFIX.pack(MAGIC, rtype, n)))) + payload
 
 
 def decode_at(buf: memoryview, offset: int) -> tuple[int, memoryview, int] | None:

@@ -12,7 +12,8 @@ API::
         The metadata, the last hard state, the live entries after the last snapshot marker
         (a repeated index overwrites that entry and everything after it) and that marker.
     wal.save(hardstate | None, entries, *, sync=True)
-        Appends entries then the hard state in one write, fdatasync when sync. Blocking; call it
+        Appends entries then the hard state in one write, fdatasync when sync. The entries must be
+        consecutive and start at most one past the last index (ValueError). Blocking; call it
         from a worker thread, one call at a time. After an I/O error the WAL refuses further
         writes (WALError): the process must restart, and open() repairs the tail.
     wal.save_snapshot(index, term)
@@ -49,6 +50,9 @@ LOCK_NAME = "LOCK"
 _SEGMENT_RE = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.wal$")
 _TMP_SUFFIX = ".tmp"
 _log = logging.getLogger(__name__)
+
+# What read_all returns: metadata, last hard state, live entries after the marker, last snapshot marker.
+LogContents = tuple[bytes, raft_pb2.HardState, list[raft_pb2.Entry], SnapshotMarker | None]
 
 
 class WALError(Exception):
@@ -136,7 +140,7 @@ class _Log:
         if self.entries:
             del self.entries[:max(0, marker.index - self.entries[0].index + 1)]
 
-    def finish(self, dirpath: str) -> tuple[bytes, raft_pb2.HardState, list[raft_pb2.Entry], SnapshotMarker | None]:
+    def finish(self, dirpath: str) -> LogContents:
         if self.metadata is None:
             raise WALCorruptError(f"wal: {dirpath}: no metadata record")
         if self.snapshot is not None and self.entries and self.entries[0].index != self.snapshot.index + 1:
@@ -179,8 +183,7 @@ def _read_segment(seg: Segment, log: _Log, *, is_last: bool, repair_logger: logg
         os.fsync(f.fileno())
 
 
-def _read_log(dirpath: str, segments: list[Segment], repair_logger: logging.Logger | None,
-              ) -> tuple[bytes, raft_pb2.HardState, list[raft_pb2.Entry], SnapshotMarker | None]:
+def _read_log(dirpath: str, segments: list[Segment], repair_logger: logging.Logger | None) -> LogContents:
     log = _Log()
     for i, seg in enumerate(segments):
         _read_segment(seg, log, is_last=i == len(segments) - 1, repair_logger=repair_logger)
@@ -236,7 +239,7 @@ class WAL:
         self._fd = os.open(segments[-1].path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         self._size = os.fstat(self._fd).st_size
         self._failure: OSError | None = None
-        self._recovered: tuple | None = None
+        self._recovered: LogContents | None = None
 
     @staticmethod
     def exists(dirpath: str) -> bool:
@@ -278,7 +281,7 @@ class WAL:
         wal._recovered = recovered
         return wal
 
-    def read_all(self) -> tuple[bytes, raft_pb2.HardState, list[raft_pb2.Entry], SnapshotMarker | None]:
+    def read_all(self) -> LogContents:
         recovered, self._recovered = self._recovered, None
         if recovered is not None:  # open() has just read it
             return recovered
@@ -286,13 +289,18 @@ class WAL:
 
     def save(self, hardstate: raft_pb2.HardState | None, entries: list[raft_pb2.Entry], *,
              sync: bool = True) -> None:
-        parts = [record.encode(RecordType.ENTRY, e.SerializeToString()) for e in entries]
-        hs = hardstate.SerializeToString() if hardstate is not None else None
-        if hs is not None:
-            parts.append(record.encode(RecordType.HARDSTATE, hs))
-        if not parts:
+        if not entries and hardstate is None:
             return
         with self._io():
+            if entries and (entries[0].index > self._last_index + 1
+                            or entries[-1].index - entries[0].index != len(entries) - 1):
+                # The log could not be read back: refuse it now rather than at the next start.
+                raise ValueError(f"wal: entries {entries[0].index}..{entries[-1].index} ({len(entries)} of "
+                                 f"them) do not continue the log, whose last index is {self._last_index}")
+            parts = [record.encode(RecordType.ENTRY, e.SerializeToString()) for e in entries]
+            hs = hardstate.SerializeToString() if hardstate is not None else None
+            if hs is not None:
+                parts.append(record.encode(RecordType.HARDSTATE, hs))
             self._append(b"".join(parts), sync)
             if entries:
                 self._last_index = entries[-1].index

@@ -236,10 +236,22 @@ def test_unknown_record_type_is_corruption(waldir):
         WAL.open(waldir)
 
 
+def test_save_refuses_entries_that_leave_a_gap(waldir):
+    with WAL.create(waldir, META) as w:
+        w.save(None, [ent(1), ent(2)])
+        with pytest.raises(ValueError):
+            w.save(None, [ent(4)])
+        with pytest.raises(ValueError):
+            w.save(None, [ent(3), ent(5)])
+        w.save(None, [ent(2, term=2), ent(3, term=2)])
+    assert reopen(waldir)[2] == [ent(1), ent(2, 2), ent(3, 2)]
+
+
 def test_gap_in_entry_indexes_is_corruption(waldir):
     with WAL.create(waldir, META) as w:
         w.save(None, [ent(1), ent(2), ent(3)])
-        w.save(None, [ent(5)])
+        with open(list_segments(waldir)[-1].path, "ab") as f:  # behind save()'s back, which refuses gaps
+            f.write(record.encode(record.RecordType.ENTRY, ent(5).SerializeToString()))
     with pytest.raises(WALCorruptError, match="entry 5 follows entry 3"):
         WAL.open(waldir)
 
