@@ -1,0 +1,317 @@
+"""HTTP/1.1 on the client port: request parsing, response writing, one request at a time.
+
+Serves /health, /version, /metrics, the /v3 JSON gateway and the /v2 API. Keep-alive,
+Content-Length and chunked request bodies, ``Expect: 100-continue``; a response body given as an
+async iterator goes out chunked, one chunk per item (the gateway's streaming watch).
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import http
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Awaitable, Callable
+
+log = logging.getLogger("pyetcd.embed")
+
+MAX_HEAD = 1 << 20        # as Go's http.DefaultMaxHeaderBytes
+MAX_BODY = 64 << 20
+
+
+@dataclass
+class HttpRequest:
+    method: str
+    path: str
+    query: str                    # raw, without the '?'
+    headers: dict[str, str]       # lower-case names; repeated fields joined with ", "
+    body: bytes
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes | AsyncIterator[bytes] = b""
+
+
+HttpHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+# Framing is ours to decide: a handler's values for these are dropped.
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+async def call_handler(handler: HttpHandler, request: HttpRequest) -> HttpResponse:
+    """The handler's response; a 500 when it raises."""
+    try:
+        return await handler(request)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("HTTP handler failed on %s %s", request.method, request.path)
+        return HttpResponse(500, [("Content-Type", "text/plain; charset=utf-8")], b"Internal Server Error\n")
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """(path, query) of a request target in origin form or absolute form."""
+    if not target.startswith("/") and "://" in target:
+        rest = target.split("://", 1)[1]
+        slash = rest.find("/")
+        target = rest[slash:] if slash >= 0 else "/"
+    path, _, query = target.partition("?")
+    return path, query
+
+
+def parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
+    """Method, target, version and fields of a request head (without the blank line)."""
+    try:
+        text = head.decode("latin-1")
+    except UnicodeDecodeError:   # pragma: no cover - latin-1 decodes everything
+        raise BadRequest(400, "Bad Request") from None
+    lines = text.split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[0].isalpha():
+        raise BadRequest(400, "Bad Request")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise BadRequest(400, "Bad Request: malformed header line")
+        name = name.lower()
+        value = value.strip(" \t")
+        old = headers.get(name)
+        headers[name] = value if old is None else f"{old}, {value}"
+    return parts[0], parts[1], parts[2], headers
+
+
+def parse_chunked(buf: bytes | bytearray) -> tuple[bytes, int] | None:
+    """A chunked body at the start of buf and the bytes it took; None while incomplete."""
+    pos = 0
+    body = bytearray()
+    while True:
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return None
+        size_text = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise BadRequest(400, "Bad Request: bad chunk size") from None
+        if size < 0 or len(body) + size > MAX_BODY:
+            raise BadRequest(413, "Request Entity Too Large")
+        pos = eol + 2
+        if size == 0:
+            while True:     # trailer fields, then the blank line
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    return None
+                if eol == pos:
+                    return bytes(body), eol + 2
+                pos = eol + 2
+        if len(buf) < pos + size + 2:
+            return None
+        if buf[pos + size:pos + size + 2] != b"\r\n":
+            raise BadRequest(400, "Bad Request: bad chunk")
+        body += buf[pos:pos + size]
+        pos += size + 2
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+def render_head(status: int, headers: list[tuple[str, str]]) -> bytes:
+    try:
+        reason = http.HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    lines = [f"HTTP/1.1 {status} {reason}"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _has_body(status: int) -> bool:
+    return status >= 200 and status not in (204, 304)
+
+
+class Http1Protocol(asyncio.Protocol):
+    def __init__(self, handler: HttpHandler, on_lost: Callable[[asyncio.BaseProtocol], None] | None = None) -> None:
+        self._handler = handler
+        self._on_lost = on_lost
+        self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
+        self._buf = bytearray()
+        self._head: tuple[str, str, str, dict[str, str]] | None = None
+        self._continue_sent = False
+        self._task: asyncio.Task | None = None
+        self._close_after = False
+        self._closing = False
+        self._paused = False
+        self._drain: asyncio.Future | None = None
+
+    # --- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        if self._task is None and not self._closing:
+            self._next()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+        if self._on_lost is not None:
+            self._on_lost(self)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # --- shutdown -----------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Close once the response in progress (if any) is written."""
+        self._close_after = True
+        if self._task is None:
+            self._close()
+
+    def abort(self) -> None:
+        self._closing = True
+        self.transport.abort()
+
+    def _close(self) -> None:
+        self._closing = True
+        self.transport.close()
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def _next(self) -> None:
+        try:
+            parsed = self._parse()
+        except BadRequest as e:
+            body = f"{e.status} {e.text}".encode()
+            self.transport.write(render_head(e.status, [("Content-Type", "text/plain; charset=utf-8"),
+                                                        ("Connection", "close"),
+                                                        ("Content-Length", str(len(body)))]) + body)
+            self._close()
+            return
+        if parsed is not None:
+            self._task = self.loop.create_task(self._serve(*parsed))
+
+    def _parse(self) -> tuple[HttpRequest, bool] | None:
+        buf = self._buf
+        if self._head is None:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_HEAD:
+                    raise BadRequest(431, "Request Header Fields Too Large")
+                return None
+            self._head = parse_head(bytes(buf[:end]))
+            del buf[:end + 4]
+        method, target, version, headers = self._head
+        te = headers.get("transfer-encoding")
+        if te is not None:
+            if te.lower() != "chunked":
+                raise BadRequest(501, "Not Implemented: unsupported transfer encoding")
+            done = parse_chunked(buf)
+            if done is None:
+                self._maybe_continue(headers)
+                return None
+            body, used = done
+        else:
+            cl = headers.get("content-length", "0")
+            if not cl.isdigit():
+                raise BadRequest(400, "Bad Request: bad Content-Length")
+            used = int(cl)
+            if used > MAX_BODY:
+                raise BadRequest(413, "Request Entity Too Large")
+            if len(buf) < used:
+                self._maybe_continue(headers)
+                return None
+            body = bytes(buf[:used])
+        del buf[:used]
+        self._head = None
+        self._continue_sent = False
+        connection = headers.get("connection", "").lower()
+        if version == "HTTP/1.0":
+            keep_alive = "keep-alive" in connection
+        else:
+            keep_alive = "close" not in connection
+        path, query = split_target(target)
+        return HttpRequest(method, path, query, headers, body), keep_alive
+
+    def _maybe_continue(self, headers: dict[str, str]) -> None:
+        if not self._continue_sent and headers.get("expect", "").lower() == "100-continue":
+            self._continue_sent = True
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    async def _serve(self, request: HttpRequest, keep_alive: bool) -> None:
+        try:
+            response = await call_handler(self._handler, request)
+            keep_alive = await self._respond(response, keep_alive, request.method == "HEAD")
+        finally:
+            self._task = None
+        if not keep_alive or self._close_after:
+            self._close()
+        elif self._buf:
+            self._next()
+
+    async def _respond(self, response: HttpResponse, keep_alive: bool, head_only: bool) -> bool:
+        headers = [(k, v) for k, v in response.headers if k.lower() not in FRAMING_HEADERS]
+        if any(k.lower() == "connection" and "close" in v.lower() for k, v in response.headers):
+            keep_alive = False
+        if not any(k.lower() == "date" for k, _ in headers):
+            headers.append(("Date", http_date()))
+        if not keep_alive:
+            headers.append(("Connection", "close"))
+        body = response.body
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            if _has_body(response.status):
+                headers.append(("Content-Length", str(len(body))))
+            self.transport.write(render_head(response.status, headers) + (b"" if head_only else bytes(body)))
+            return keep_alive
+        headers.append(("Transfer-Encoding", "chunked"))
+        self.transport.write(render_head(response.status, headers))
+        try:
+            if not head_only:
+                async for chunk in body:
+                    if chunk:
+                        self.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                        if self._paused:
+                            self._drain = self.loop.create_future()
+                            await self._drain
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("HTTP response body failed")
+            return False     # the response is cut short: only closing the connection says so
+        finally:
+            aclose = getattr(body, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        self.transport.write(b"0\r\n\r\n")
+        return keep_alive

@@ -1,0 +1,366 @@
+"""HTTP/2 framing, flow control and gRPC status handling of pyetcd.embed, without sockets."""
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pytest
+
+from embed_harness import FRAME, Client, frame, grpc_message, request_headers, settings, until, window_update
+from pyetcd import errors
+from pyetcd.embed import h2
+from pyetcd.embed.grpc import GrpcDispatcher, GrpcMethod, percent_encode
+from pyetcd.embed.serve import ClientServer
+from pyetcd.errors import EtcdError
+from pyetcd.proto.etcdserverpb import rpc_pb2
+from pyetcd.proto.mvccpb import kv_pb2
+
+KV_RANGE = "/etcdserverpb.KV/Range"
+KV_PUT = "/etcdserverpb.KV/Put"
+
+
+class FakeKV:
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.cancelled = asyncio.Event()
+        self.calls: list[tuple[str, bytes]] = []
+
+    async def range(self, request: rpc_pb2.RangeRequest, ctx) -> rpc_pb2.RangeResponse:
+        self.calls.append(("Range", request.key))
+        if request.key == b"wait":
+            try:
+                await self.gate.wait()
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
+        if request.key.startswith(b"big"):
+            return rpc_pb2.RangeResponse(kvs=[kv_pb2.KeyValue(key=b"big", value=b"x" * int(request.key[3:]))])
+        if request.key == b"token":
+            return rpc_pb2.RangeResponse(kvs=[kv_pb2.KeyValue(key=b"token", value=ctx.metadata.get("token", "").encode())])
+        return rpc_pb2.RangeResponse(count=1, kvs=[kv_pb2.KeyValue(key=request.key, value=b"bar")])
+
+    async def put(self, request: rpc_pb2.PutRequest, ctx) -> rpc_pb2.PutResponse:
+        self.calls.append(("Put", request.key))
+        if request.key == b"bad":
+            raise EtcdError(errors.INVALID_ARGUMENT, "etcdserver: ключ 100% bad\n")
+        if request.key == b"boom":
+            raise RuntimeError("boom")
+        return rpc_pb2.PutResponse(header=rpc_pb2.ResponseHeader(revision=7))
+
+
+def make_client(kv: FakeKV, max_size: int = 4 << 20, settings_pairs=()) -> Client:
+    methods = {
+        KV_RANGE: GrpcMethod(rpc_pb2.RangeRequest, kv.range, "unary"),
+        KV_PUT: GrpcMethod(rpc_pb2.PutRequest, kv.put, "unary"),
+    }
+    server = ClientServer(GrpcDispatcher(methods, max_size), http_handler=None)  # type: ignore[arg-type]
+    return Client(server._open_stream, settings_pairs)
+
+
+def range_req(key: bytes) -> bytes:
+    return rpc_pb2.RangeRequest(key=key).SerializeToString()
+
+
+def status_of(headers) -> tuple[str | None, str | None]:
+    d = dict(headers)
+    return d.get("grpc-status"), d.get("grpc-message")
+
+
+def body_of(frames, sid: int) -> bytes:
+    return b"".join(p for t, f, s, p in frames if t == h2.DATA and s == sid)
+
+
+async def response(client: Client, *sids: int):
+    """All frames up to and including the END_STREAM of each of the streams."""
+    got = []
+
+    def done():
+        got.extend(client.read())
+        ended = {s for t, f, s, p in got if t in (h2.DATA, h2.HEADERS) and f & h2.END_STREAM}
+        return ended.issuperset(sids)
+    await until(done, f"end of streams {sids}")
+    return got
+
+
+def unary_reply(frames, sid: int) -> rpc_pb2.RangeResponse:
+    body = body_of(frames, sid)
+    flag, n = struct.unpack(">BI", body[:5])
+    assert flag == 0 and n == len(body) - 5
+    return rpc_pb2.RangeResponse.FromString(body[5:])
+
+
+async def test_server_preface_and_settings_ack():
+    c = make_client(FakeKV())
+    frames = c.read()
+    kinds = [(t, f, s) for t, f, s, p in frames]
+    assert kinds[0] == (h2.SETTINGS, 0, 0)
+    assert (h2.WINDOW_UPDATE, 0, 0) in kinds
+    assert (h2.SETTINGS, h2.ACK, 0) in kinds
+
+
+@pytest.mark.parametrize("chunk", [1, 7, None])
+async def test_unary_split_across_reads(chunk):
+    kv = FakeKV()
+    c = make_client(kv)
+    c.read()
+    c.send(c.unary(1, KV_RANGE, range_req(b"foo")), chunk=chunk)
+    frames = await response(c, 1)
+    heads = [p for t, f, s, p in frames if t == h2.HEADERS and s == 1]
+    assert heads[0][:2] == [(":status", "200"), ("content-type", "application/grpc")]
+    assert status_of(heads[-1]) == ("0", None)
+    assert unary_reply(frames, 1).kvs[0].value == b"bar"
+
+
+async def test_many_requests_in_one_read_answered_in_one_write():
+    c = make_client(FakeKV())
+    c.read()
+    c.send(b"".join(c.unary(sid, KV_RANGE, range_req(b"k%d" % sid)) for sid in range(1, 40, 2)))
+    writes_before = len(c.transport.written)
+    await until(lambda: len(c.transport.written) > writes_before, "replies")
+    frames = c.read()
+    for sid in range(1, 40, 2):
+        assert unary_reply(frames, sid).kvs[0].key == b"k%d" % sid
+
+
+async def test_continuation_padding_and_priority():
+    c = make_client(FakeKV())
+    c.read()
+    block = c.encoder.encode(request_headers(KV_RANGE, token="abc"))
+    pad = 5
+    first = bytes([pad]) + struct.pack(">IB", 0, 16) + block[:4] + b"\0" * pad
+    c.send(frame(h2.HEADERS, h2.PADDED | h2.PRIORITY_FLAG, 1, first)
+           + frame(h2.CONTINUATION, 0, 1, block[4:9])
+           + frame(h2.CONTINUATION, h2.END_HEADERS, 1, block[9:])
+           + frame(h2.DATA, h2.PADDED | h2.END_STREAM, 1, bytes([3]) + grpc_message(range_req(b"token")) + b"\0\0\0"))
+    frames = await response(c, 1)
+    assert unary_reply(frames, 1).kvs[0].value == b"abc"
+
+
+async def test_frame_between_headers_and_continuation_is_protocol_error():
+    c = make_client(FakeKV())
+    c.read()
+    block = c.encoder.encode(request_headers(KV_RANGE))
+    c.send(frame(h2.HEADERS, 0, 1, block[:3]) + frame(h2.PING, 0, 0, b"12345678"))
+    goaway = [p for t, f, s, p in c.read() if t == h2.GOAWAY]
+    assert struct.unpack(">II", goaway[0][:8])[1] == h2.PROTOCOL_ERROR
+    assert c.transport.closed
+
+
+async def test_ping_is_acked_with_same_payload():
+    c = make_client(FakeKV())
+    c.read()
+    c.send(frame(h2.PING, 0, 0, b"bdp-ping"))
+    assert (h2.PING, h2.ACK, 0, b"bdp-ping") in c.read()
+
+
+@pytest.mark.parametrize("data, code", [
+    (settings((4, 1 << 31)), h2.FLOW_CONTROL_ERROR),
+    (settings((5, 100)), h2.PROTOCOL_ERROR),
+    (frame(h2.SETTINGS, 0, 0, b"\0\0\0"), h2.FRAME_SIZE_ERROR),
+    (frame(h2.SETTINGS, h2.ACK, 0, b"\0" * 6), h2.FRAME_SIZE_ERROR),
+    (frame(h2.DATA, 0, 0, b"x"), h2.PROTOCOL_ERROR),
+    (frame(h2.DATA, 0, 9, b"x"), h2.PROTOCOL_ERROR),                 # idle stream
+    (frame(h2.PING, 0, 0, b"1234"), h2.FRAME_SIZE_ERROR),
+    (window_update(0, 0x7FFFFFFF), h2.FLOW_CONTROL_ERROR),
+    (window_update(0, 0), h2.PROTOCOL_ERROR),
+    (frame(h2.HEADERS, h2.END_HEADERS, 2, b"\x82"), h2.PROTOCOL_ERROR),  # even stream id
+    (frame(h2.HEADERS, h2.END_HEADERS, 1, b"\xff\xff\xff\xff"), h2.COMPRESSION_ERROR),
+    (frame(h2.CONTINUATION, h2.END_HEADERS, 1, b"\x82"), h2.PROTOCOL_ERROR),
+    (frame(h2.PUSH_PROMISE, h2.END_HEADERS, 1, b"\0\0\0\2\x82"), h2.PROTOCOL_ERROR),
+    (frame(h2.RST_STREAM, 0, 0, b"\0\0\0\0"), h2.PROTOCOL_ERROR),
+    (FRAME.pack((20000 << 8) | h2.DATA, 0, 1), h2.FRAME_SIZE_ERROR),
+])
+async def test_connection_errors_answer_goaway(data, code):
+    c = make_client(FakeKV())
+    c.read()
+    c.send(data)
+    goaway = [p for t, f, s, p in c.read() if t == h2.GOAWAY]
+    assert goaway and struct.unpack(">II", goaway[0][:8])[1] == code
+    assert c.transport.closed
+
+
+async def test_bad_preface_answers_goaway():
+    c = make_client(FakeKV())
+    c.read()
+    fresh = h2.H2Protocol(c.proto._open_stream)
+    fresh.connection_made(c.transport)
+    fresh.data_received(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n")
+    assert c.transport.closed
+
+
+async def test_unknown_frame_type_is_ignored():
+    c = make_client(FakeKV())
+    c.read()
+    c.send(frame(0x42, 0xFF, 0, b"whatever") + c.unary(1, KV_RANGE, range_req(b"a")))
+    frames = await response(c, 1)
+    assert unary_reply(frames, 1).kvs[0].key == b"a"
+
+
+async def test_flow_control_respects_peer_windows_and_frame_size():
+    size = 100_000
+    c = make_client(FakeKV(), settings_pairs=((4, 10),))    # the peer's initial stream window: 10 bytes
+    c.read()
+    c.send(c.unary(1, KV_RANGE, range_req(b"big%d" % size)))
+    await until(lambda: c.proto._streams.get(1) and c.proto._streams[1].outq, "reply queued")
+    frames = c.read()
+    assert len(body_of(frames, 1)) == 10
+    assert not any(t == h2.HEADERS and f & h2.END_STREAM for t, f, s, p in frames)
+    c.send(window_update(1, 1 << 20))                        # stream open; connection window still 65535 - 10
+    frames = c.read()
+    sent = body_of(frames, 1)
+    assert len(sent) == 65535 - 10
+    assert all(len(p) <= 16384 for t, f, s, p in frames if t == h2.DATA)
+    c.send(window_update(0, 1 << 20))
+    frames += c.read()
+    body = body_of(frames, 1)
+    trailers = [p for t, f, s, p in frames if t == h2.HEADERS and f & h2.END_STREAM]
+    assert status_of(trailers[0]) == ("0", None)
+    total = 10 + len(body)
+    assert total > size
+    assert 1 not in c.proto._streams
+
+
+async def test_window_grows_with_settings_change():
+    c = make_client(FakeKV(), settings_pairs=((4, 0),))
+    c.read()
+    c.send(c.unary(1, KV_RANGE, range_req(b"big100")))
+    await until(lambda: c.proto._streams.get(1) and c.proto._streams[1].outq, "reply queued")
+    assert body_of(c.read(), 1) == b""
+    c.send(settings((4, 65535)))
+    frames = c.read()
+    assert len(body_of(frames, 1)) > 100
+    assert any(t == h2.HEADERS and f & h2.END_STREAM for t, f, s, p in frames)
+
+
+async def test_received_data_is_credited_back():
+    c = make_client(FakeKV(), max_size=16 << 20)
+    c.read()
+    c.send(c.headers_frame(1, request_headers(KV_PUT)))
+    msg = grpc_message(rpc_pb2.PutRequest(key=b"k", value=b"v" * (5 << 20)).SerializeToString())
+    for i in range(0, len(msg), 16384):
+        c.send(frame(h2.DATA, 0, 1, msg[i:i + 16384]))
+    updates = [(s, struct.unpack(">I", p)[0]) for t, f, s, p in c.read() if t == h2.WINDOW_UPDATE]
+    assert sum(n for s, n in updates if s == 1) >= (4 << 20) - (1 << 20)
+    assert sum(n for s, n in updates if s == 0 and n < (16 << 20) - 65535) >= 4 << 20
+    c.send(frame(h2.DATA, h2.END_STREAM, 1, b""))
+    frames = await response(c, 1)
+    assert status_of([p for t, f, s, p in frames if t == h2.HEADERS][-1]) == ("0", None)
+
+
+async def test_unknown_service_and_method_are_trailers_only():
+    c = make_client(FakeKV())
+    c.read()
+    c.send(c.unary(1, "/etcdserverpb.Foo/Bar", b"") + c.unary(3, "/etcdserverpb.KV/Nope", b""))
+    frames = c.read()
+    one = [(f, p) for t, f, s, p in frames if s == 1 and t in (h2.HEADERS, h2.DATA)]
+    assert len(one) == 1 and one[0][0] & h2.END_STREAM
+    assert dict(one[0][1])[":status"] == "200"
+    assert status_of(one[0][1]) == ("12", "unknown service etcdserverpb.Foo")
+    three = [p for t, f, s, p in frames if s == 3 and t == h2.HEADERS]
+    assert status_of(three[0]) == ("12", "unknown method Nope for service etcdserverpb.KV")
+
+
+async def test_etcd_error_and_exception_statuses():
+    c = make_client(FakeKV())
+    c.read()
+    put = lambda key: rpc_pb2.PutRequest(key=key).SerializeToString()  # noqa: E731
+    c.send(c.unary(1, KV_PUT, put(b"bad")) + c.unary(3, KV_PUT, put(b"boom")))
+    frames = await response(c, 1, 3)
+    heads = {s: p for t, f, s, p in frames if t == h2.HEADERS}
+    assert status_of(heads[1]) == ("3", "etcdserver: %D0%BA%D0%BB%D1%8E%D1%87 100%25 bad%0A")
+    assert dict(heads[1])["content-type"] == "application/grpc"     # trailers-only
+    assert status_of(heads[3]) == ("2", "boom")
+    assert not body_of(frames, 1) and not body_of(frames, 3)
+
+
+def test_percent_encode():
+    assert percent_encode("etcdserver: mvcc: required revision has been compacted") == \
+        "etcdserver: mvcc: required revision has been compacted"
+    assert percent_encode("50% é\t") == "50%25 %C3%A9%09"
+
+
+async def test_message_over_max_size_is_resource_exhausted_at_once():
+    kv = FakeKV()
+    c = make_client(kv, max_size=1000)
+    c.read()
+    big = grpc_message(rpc_pb2.PutRequest(key=b"k", value=b"v" * 2000).SerializeToString())
+    c.send(c.headers_frame(1, request_headers(KV_PUT)) + frame(h2.DATA, 0, 1, big[:100]))
+    frames = c.read()
+    heads = [p for t, f, s, p in frames if t == h2.HEADERS]
+    assert status_of(heads[0]) == ("8", f"grpc: received message larger than max ({len(big) - 5} vs. 1000)")
+    assert (h2.RST_STREAM, 0, 1, b"\0\0\0\0") in frames          # we stop the upload: NO_ERROR
+    c.send(frame(h2.DATA, h2.END_STREAM, 1, big[100:]))           # in flight: ignored
+    c.send(c.unary(3, KV_RANGE, range_req(b"next")))
+    assert unary_reply(await response(c, 3), 3).kvs[0].key == b"next"
+    assert kv.calls == [("Range", b"next")]
+
+
+async def test_rst_stream_cancels_the_handler():
+    kv = FakeKV()
+    c = make_client(kv)
+    c.read()
+    c.send(c.unary(1, KV_RANGE, range_req(b"wait")))
+    await until(lambda: kv.calls, "handler started")
+    c.send(c.unary(3, KV_RANGE, range_req(b"other")))               # a slow call blocks nobody
+    assert unary_reply(await response(c, 3), 3).kvs[0].key == b"other"
+    c.send(frame(h2.RST_STREAM, 0, 1, struct.pack(">I", h2.CANCEL)))
+    await until(kv.cancelled.is_set, "cancellation")
+    assert not [f for f in c.read() if f[2] == 1]
+
+
+async def test_connection_lost_cancels_handlers():
+    kv = FakeKV()
+    c = make_client(kv)
+    c.read()
+    c.send(c.unary(1, KV_RANGE, range_req(b"wait")))
+    await until(lambda: kv.calls, "handler started")
+    c.lose()
+    await until(kv.cancelled.is_set, "cancellation")
+
+
+async def test_hpack_cache_follows_table_changes():
+    """A block of only indexed fields means something else once the dynamic table changed."""
+    kv = FakeKV()
+    c = make_client(kv)
+    c.read()
+
+    def lit(name: str, value: str) -> bytes:     # literal with incremental indexing, new name
+        return b"\x40" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
+    indexed = b"\x83\x86\xbf\xbe"                 # POST, http, dynamic 63, dynamic 62
+    first = b"\x83\x86" + lit(":path", KV_RANGE) + lit("content-type", "application/grpc")
+    second = b"\x83\x86" + lit(":path", KV_PUT) + lit("content-type", "application/grpc")
+    body = lambda sid, req: frame(h2.DATA, h2.END_STREAM, sid, grpc_message(req))  # noqa: E731
+    put = rpc_pb2.PutRequest(key=b"p").SerializeToString()
+    c.send(frame(h2.HEADERS, h2.END_HEADERS, 1, first) + body(1, range_req(b"r1")))
+    c.send(frame(h2.HEADERS, h2.END_HEADERS, 3, indexed) + body(3, range_req(b"r2")))
+    c.send(frame(h2.HEADERS, h2.END_HEADERS, 5, second) + body(5, put))
+    c.send(frame(h2.HEADERS, h2.END_HEADERS, 7, indexed) + body(7, put))
+    await response(c, 7)
+    assert kv.calls == [("Range", b"r1"), ("Range", b"r2"), ("Put", b"p"), ("Put", b"p")]
+
+
+async def test_malformed_request_headers_reset_the_stream():
+    c = make_client(FakeKV())
+    c.read()
+    bad = [(":method", "POST"), (":path", KV_RANGE), (":scheme", "http"), ("Connection", "x")]
+    c.send(c.headers_frame(1, bad, end_stream=True))
+    assert (h2.RST_STREAM, 0, 1, struct.pack(">I", h2.PROTOCOL_ERROR)) in c.read()
+    c.send(c.unary(3, KV_RANGE, range_req(b"ok")))
+    assert unary_reply(await response(c, 3), 3).kvs[0].key == b"ok"
+
+
+async def test_shutdown_sends_goaway_and_closes_when_streams_finish():
+    kv = FakeKV()
+    c = make_client(kv)
+    c.read()
+    c.send(c.unary(1, KV_RANGE, range_req(b"wait")))
+    await until(lambda: kv.calls, "handler started")
+    c.proto.shutdown()
+    goaway = [p for t, f, s, p in c.read() if t == h2.GOAWAY]
+    assert struct.unpack(">II", goaway[0]) == (1, h2.NO_ERROR)
+    c.send(c.unary(3, KV_RANGE, range_req(b"late")))                # after GOAWAY: refused
+    assert (h2.RST_STREAM, 0, 3, struct.pack(">I", h2.REFUSED_STREAM)) in c.read()
+    assert not c.transport.closed
+    kv.gate.set()
+    await response(c, 1)
+    assert c.transport.closed
