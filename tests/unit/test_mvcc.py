@@ -1,0 +1,193 @@
+"""Backend and MVCC store: revisions, tombstones, compaction, long keys, persistence."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pyetcd import errors
+from pyetcd.proto.mvccpb import kv_pb2
+from pyetcd.storage.backend import Backend
+from pyetcd.storage.keyindex import LONG, REV
+from pyetcd.storage.mvcc import KVStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    backend = Backend(str(tmp_path / "db"))
+    try:
+        yield KVStore(backend)
+    finally:
+        backend.close()
+
+
+def write(store, *ops):
+    """One request per op: ("put", key, value) or ("del", key, end)."""
+    with store.write() as w:
+        for op in ops:
+            if op[0] == "put":
+                w.put(op[1], op[2], 0, w.get(op[1]))
+            else:
+                w.delete_range(op[1], op[2])
+            w.finish_request()
+
+
+def keys_at(store, rev=0, start=b"\0", end=b""):
+    with store.read() as r:
+        kvs, count, _ = r.range(start, end, rev)
+    assert count == len(kvs)
+    return [(kv.key, kv.value) for kv in map(kv_pb2.KeyValue.FromString, kvs)]
+
+
+def test_fresh_store(store):
+    assert (store.rev, store.compact_rev, store.consistent_index) == (1, -1, 0)
+    assert keys_at(store) == []
+
+
+def test_put_versions_and_tombstones(store):
+    write(store, ("put", b"a", b"1"), ("put", b"a", b"2"), ("del", b"a", None), ("put", b"a", b"3"))
+    assert store.rev == 5
+    with store.read() as r:
+        kv = r.get(b"a")
+    assert (kv.create_revision, kv.mod_revision, kv.version, kv.value) == (5, 5, 1, b"3")
+    assert keys_at(store, 3) == [(b"a", b"2")]
+    assert keys_at(store, 4) == []
+
+
+def test_request_with_several_changes_is_one_revision(store):
+    with store.write() as w:
+        w.put(b"a", b"1", 0, None)
+        w.put(b"b", b"1", 0, None)
+        assert w.visible_rev() == 2
+        assert w.range(b"a", b"c")[1] == 2  # the request sees its own writes
+        events = w.finish_request()
+        assert w.finish_request() == []  # nothing changed: no revision
+    assert store.rev == 2
+    assert [(e.type, e.kv.mod_revision) for e in events] == [(kv_pb2.Event.PUT, 2)] * 2
+    with store.read() as r:
+        history = r.history(0)
+    assert [REV.unpack(rev)[:2] for rev, _ in history] == [(2, 0), (2, 1)]
+
+
+def test_delete_nothing_keeps_revision(store):
+    write(store, ("put", b"a", b"1"))
+    with store.write() as w:
+        assert w.delete_range(b"b", None) == (0, [])
+        assert w.finish_request() == []
+    assert store.rev == 2
+
+
+def test_delete_events_and_prev(store):
+    write(store, ("put", b"a", b"1"), ("put", b"b", b"2"))
+    with store.write() as w:
+        count, prevs = w.delete_range(b"a", b"", want_prev=True)
+        events = w.finish_request()
+    assert count == 2 and [kv_pb2.KeyValue.FromString(p).value for p in prevs] == [b"1", b"2"]
+    assert [(e.type, e.kv.key, e.kv.mod_revision) for e in events] == [
+        (kv_pb2.Event.DELETE, b"a", 4), (kv_pb2.Event.DELETE, b"b", 4)]
+
+
+def test_read_revision_bounds(store):
+    write(store, ("put", b"a", b"1"), ("put", b"a", b"2"), ("put", b"a", b"3"))
+    with store.read() as r:
+        with pytest.raises(errors.EtcdError) as exc:
+            r.range(b"a", None, 5)
+        assert exc.value == errors.ErrFutureRev
+    with store.write() as w:
+        w.compact(3)
+    with store.read() as r:
+        with pytest.raises(errors.EtcdError) as exc:
+            r.range(b"a", None, 2)
+        assert exc.value == errors.ErrCompacted
+    assert keys_at(store, 3) == [(b"a", b"2")]  # reading at the compacted revision works
+
+
+def test_compact_errors(store):
+    write(store, ("put", b"a", b"1"))
+    with store.write() as w:
+        with pytest.raises(errors.EtcdError) as exc:
+            w.compact(3)
+        assert exc.value == errors.ErrFutureRev
+        w.compact(0)
+        with pytest.raises(errors.EtcdError) as exc:
+            w.compact(0)
+        assert exc.value == errors.ErrCompacted
+
+
+def test_compaction_drops_history_and_dead_keys(store):
+    write(store, ("put", b"a", b"1"), ("put", b"a", b"2"), ("put", b"g", b"1"), ("del", b"g", None),
+          ("put", b"a", b"3"), ("put", b"z", b"1"))
+    # revisions: a@2 a@3 g@4 g-del@5 a@6 z@7
+    with store.write() as w:
+        w.compact(5)
+    assert store.compact_rev == 5
+    with store.read() as r:
+        revs = [REV.unpack(rev)[0] for rev, _ in r.history(0)]
+    assert revs == [3, 6, 7]  # a@3 kept (newest <= 5), g gone entirely (tombstone at 5)
+    assert keys_at(store, 5) == [(b"a", b"2")]
+    assert keys_at(store) == [(b"a", b"3"), (b"z", b"1")]
+
+
+def test_long_keys_sort_with_short_ones(store):
+    long_a, long_b = b"k" * LONG + b"a", b"k" * LONG + b"b" * 2000
+    keys = [b"k" * (LONG - 1), b"k" * LONG, long_a, long_b, b"k" * 3000, b"l", b"j"]
+    write(store, *[("put", k, b"v") for k in keys], ("put", long_a, b"w"))
+    assert [k for k, _ in keys_at(store)] == sorted(keys)
+    assert keys_at(store, 0, long_a, None) == [(long_a, b"w")]
+    assert keys_at(store, 8, long_a, None) == [(long_a, b"v")]
+    assert [k for k, _ in keys_at(store, 0, long_a, b"k" * (LONG + 5))] == [long_a, long_b]
+    write(store, ("del", b"k" * LONG, b"l"))
+    assert [k for k, _ in keys_at(store)] == [b"j", b"k" * (LONG - 1), b"l"]
+    with store.write() as w:
+        w.compact(store.rev)
+    assert [k for k, _ in keys_at(store)] == [b"j", b"k" * (LONG - 1), b"l"]
+    write(store, ("put", long_b, b"again"))
+    assert keys_at(store, 0, b"k", b"l") == [(b"k" * (LONG - 1), b"v"), (long_b, b"again")]
+
+
+def test_reopen_keeps_state(tmp_path):
+    path = str(tmp_path / "db")
+    backend = Backend(path)
+    store = KVStore(backend)
+    write(store, ("put", b"a", b"1"), ("put", b"b", b"2"), ("del", b"a", None))
+    with store.write() as w:
+        w.compact(3)
+        backend.set_consistent_index(w.txn, 17, 3)
+    backend.sync()
+    before = [keys_at(store, rev) for rev in (3, 4)]
+    backend.close()
+    backend = Backend(path)
+    store = KVStore(backend)
+    try:
+        assert (store.rev, store.compact_rev, store.consistent_index) == (4, 3, 17)
+        assert [keys_at(store, rev) for rev in (3, 4)] == before
+    finally:
+        backend.close()
+
+
+def test_aborted_batch_changes_nothing(store):
+    write(store, ("put", b"a", b"1"))
+    with pytest.raises(RuntimeError):
+        with store.write() as w:
+            w.put(b"b", b"1", 0, None)
+            w.finish_request()
+            raise RuntimeError
+    assert store.rev == 2 and keys_at(store) == [(b"a", b"1")]
+
+
+def test_backend_sizes_and_copy(tmp_path):
+    backend = Backend(str(tmp_path / "db"))
+    try:
+        store = KVStore(backend)
+        write(store, *[("put", b"key%d" % i, b"x" * 100) for i in range(200)])
+        assert 0 < backend.size_in_use() <= backend.size()
+        backend.copy_to(str(tmp_path / "copy"))
+        assert os.path.exists(tmp_path / "copy" / "data.mdb")
+    finally:
+        backend.close()
+    copy = Backend(str(tmp_path / "copy"))
+    try:
+        assert KVStore(copy).rev == 201
+        assert backend.db("lease") is not None
+    finally:
+        copy.close()
