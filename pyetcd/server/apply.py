@@ -109,6 +109,9 @@ class Applier:
                 try:
                     resp = self._apply_one(w, req)
                 except EtcdError as err:
+                    if w.pending:
+                        # checks run before writes; failing halfway would apply half a request
+                        raise RuntimeError(f"request {req.ID} failed after writing") from err
                     resp = err
                 results.append((resp, w.finish_request()))
                 last = (index, term)

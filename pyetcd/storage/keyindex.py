@@ -79,6 +79,8 @@ class KeyIndex:
 
         ``latest`` says ``rev`` is at least the newest revision stored, which makes it one seek.
         """
+        if not key:
+            return None  # LMDB has no empty keys, and etcd never stores one
         if len(key) >= LONG:
             cur, ikey = self._long_cursor(), _hash(key)
         else:

@@ -14,7 +14,7 @@ import lmdb
 from pyetcd import errors
 from pyetcd.proto.mvccpb import kv_pb2
 from pyetcd.storage.backend import Backend
-from pyetcd.storage.keyindex import PUT, REV, TOMBSTONE, KeyIndex
+from pyetcd.storage.keyindex import FLAG, PUT, REV, TOMBSTONE, KeyIndex
 
 _REV_KEY = b"current_rev"
 _COMPACT_KEY = b"compact_rev"
@@ -97,7 +97,7 @@ class ReadTxn:
     def get(self, key: bytes) -> KeyValue | None:
         """The live KeyValue of ``key`` as this view sees it, if any."""
         found = self.index.newest(key, 0, latest=True)
-        if found is None or found[16] != PUT:
+        if found is None or found[FLAG] != PUT:
             return None
         return KeyValue.FromString(self.txn.get(found, db=self._key))
 
@@ -127,6 +127,11 @@ class WriteTxn(ReadTxn):
 
     def visible_rev(self) -> int:
         return self.rev + 1 if self._changes else self.rev
+
+    @property
+    def pending(self) -> bool:
+        """Whether the current request has written something."""
+        return self._changes > 0
 
     def put(self, key: bytes, value: bytes, lease: int, prev: KeyValue | None) -> int:
         """Write ``key``; ``prev`` is its live KeyValue (from get) or None. Returns the revision."""

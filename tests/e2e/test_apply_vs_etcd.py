@@ -279,6 +279,15 @@ def test_compaction(pair):
         put(b"c/g", b"back"), rng(b"c/", b"c0"))
 
 
+def test_long_keys(pair):
+    base = b"L/" + b"k" * 600
+    run(pair, put(b"L/" + b"k" * 508), put(base), put(base + b"a"), put(base + b"b" * 3000),
+        put(b"L/" + b"k" * 509 + b"z"), put(base + b"a", b"2", prev_kv=True),
+        rng(b"L/", b"L0", keys_only=True), rng(base, b"\0", limit=2, keys_only=True),
+        rng(base + b"a"), rng(base + b"a", revision=3), rng(b"L/" + b"k" * 509, base + b"b"),
+        txn([cmp(base, "VERSION", "EQUAL", base + b"z", version=1)], [dele(base + b"a", prev_kv=True)]),
+        dele(b"L/" + b"k" * 509, b"L0", prev_kv=True), rng(b"L/", b"L0", keys_only=True))
+
 # ---- generated sequences -------------------------------------------------------------------
 
 KEYS = st.sampled_from([b"a", b"b", b"ba", b"c", b"\x00", b"a\x00"])
