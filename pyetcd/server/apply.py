@@ -52,6 +52,14 @@ class Applier:
                  ) -> None:
         self.store = store
         self.lease_exists = lease_exists
+        self._handlers: dict[str, Callable[[WriteTxn, Message], Message]] = {
+            "put": self._apply_put, "delete_range": self._apply_delete_range,
+            "txn": self._apply_txn_request, "compaction": self._apply_compaction}
+
+    def register(self, field: str, handler: Callable[[WriteTxn, Message], Message]) -> None:
+        """Apply InternalRaftRequest field ``field`` (one added later, e.g. a lease revoke) with
+        ``handler(write_txn, request) -> response``; raising EtcdError before writing fails it."""
+        self._handlers[field] = handler
 
     # ---- reads -----------------------------------------------------------------------------
 
@@ -120,21 +128,34 @@ class Applier:
         return results
 
     def _apply_one(self, w: WriteTxn, req: raft_internal_pb2.InternalRaftRequest) -> Message:
-        if req.HasField("put"):
-            resp = rpc_pb2.PutResponse()
-            self._put(w, req.put, resp, check_lease=True)
-        elif req.HasField("delete_range"):
-            resp = rpc_pb2.DeleteRangeResponse()
-            self._delete_range(w, req.delete_range, resp)
-        elif req.HasField("txn"):
-            resp = rpc_pb2.TxnResponse()
-            self._txn(w, req.txn, resp)
-        elif req.HasField("compaction"):
-            w.compact(req.compaction.revision)
-            resp = rpc_pb2.CompactionResponse()
-            resp.header.revision = w.rev
-        else:
-            raise ValueError(f"no request in raft entry {req.ID}")
+        for field, value in req.ListFields():
+            handler = self._handlers.get(field.name)
+            if handler is not None:
+                return handler(w, value)
+        raise ValueError(f"no request in raft entry {req.ID}")
+
+    def _apply_put(self, w: WriteTxn, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
+        resp = rpc_pb2.PutResponse()
+        self._put(w, req, resp, check_lease=True)
+        return resp
+
+    def _apply_delete_range(self, w: WriteTxn, req: rpc_pb2.DeleteRangeRequest
+                            ) -> rpc_pb2.DeleteRangeResponse:
+        resp = rpc_pb2.DeleteRangeResponse()
+        self._delete_range(w, req, resp)
+        return resp
+
+    def _apply_txn_request(self, w: WriteTxn, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+        resp = rpc_pb2.TxnResponse()
+        self._txn(w, req, resp)
+        return resp
+
+    @staticmethod
+    def _apply_compaction(w: WriteTxn, req: rpc_pb2.CompactionRequest
+                          ) -> rpc_pb2.CompactionResponse:
+        w.compact(req.revision)
+        resp = rpc_pb2.CompactionResponse()
+        resp.header.revision = w.rev
         return resp
 
     def _put(self, w: WriteTxn, req: rpc_pb2.PutRequest, resp: rpc_pb2.PutResponse,

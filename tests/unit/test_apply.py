@@ -251,3 +251,15 @@ def test_batch_is_one_transaction_and_replay_is_idempotent(tmp_path):
         assert [kv.value for kv in node.get(b"a", b"b").kvs] == [b"2"]
     finally:
         node.backend.close()
+
+
+def test_registered_handler(node):
+    def revoke(w, req):
+        w.delete_range(b"a", None)
+        return P.CompactionResponse()
+
+    node.put(b"a", b"1")
+    node.applier.register("compaction", revoke)  # stands in for a field added later
+    node.do(compaction=P.CompactionRequest(revision=1))
+    assert [e.type for e in node.events] == [kv_pb2.Event.DELETE]
+    assert node.get(b"a").count == 0 and node.get(b"a").header.revision == 3
