@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import itertools
-import operator
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import lmdb
 
@@ -154,27 +152,28 @@ class KeyIndex:
             self.txn.delete(prefix, db=self._kbucket)
             self.txn.delete(prefix, _MARKER, db=self._kindex)
 
-    def compact(self, rev: int, key_of: Callable[[bytes], bytes]) -> list[bytes]:
-        """Forget history below ``rev``: per key keep the newest change at or below ``rev``
-        unless it is a tombstone (then the key has no change at or below ``rev`` left).
-        Returns the dropped revisions; ``key_of(revision)`` names the user key of one."""
+    def compact(self, rev: int, keys: set[bytes]) -> list[bytes]:
+        """Forget history below ``rev`` for ``keys`` (those changed since the last compaction;
+        any other key already has at most one change left there, a put): per key keep the
+        newest change at or below ``rev`` unless it is a tombstone, then the key has no change
+        at or below ``rev`` left. Returns the dropped revisions."""
         bound = _U64.pack(rev + 1)
         dropped: list[bytes] = []
-        for db in (self._kindex, self._klong):
-            plan = []
-            cur = self.txn.cursor(db=db)
-            for ikey, group in itertools.groupby(cur.iternext(), key=operator.itemgetter(0)):
-                revs = [v for _, v in group]
-                i = bisect.bisect_left(revs, bound) - 1
-                if i < 0 or revs[i] == _MARKER:
-                    continue
-                cut = i if revs[i][FLAG] == PUT else i + 1
-                if cut:
-                    plan.append((ikey, revs[:cut], cut == len(revs)))
-            for ikey, revs, gone in plan:
-                if db is self._klong and gone:
-                    self._bucket_update(key_of(revs[-1]), insert=False)
-                for r in revs:
-                    self.txn.delete(ikey, r, db=db)
-                dropped.extend(revs)
+        for key in sorted(keys):
+            if len(key) >= LONG:
+                db, cur, ikey = self._klong, self._long_cursor(), _hash(key)
+            else:
+                db, cur, ikey = self._kindex, self.cur, key
+            if not cur.set_key(ikey):
+                continue
+            revs = list(cur.iternext_dup())
+            i = bisect.bisect_left(revs, bound) - 1
+            if i < 0:
+                continue
+            cut = i if revs[i][FLAG] == PUT else i + 1
+            for r in revs[:cut]:
+                self.txn.delete(ikey, r, db=db)
+            if db is self._klong and cut == len(revs):
+                self._bucket_update(key, insert=False)
+            dropped += revs[:cut]
         return dropped

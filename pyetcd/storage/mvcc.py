@@ -101,13 +101,22 @@ class ReadTxn:
             return None
         return KeyValue.FromString(self.txn.get(found, db=self._key))
 
-    def history(self, start_rev: int) -> list[tuple[bytes, bytes]]:
-        """(packed revision, serialized KeyValue) of every change from ``start_rev`` on, in
-        revision order (what a watcher catching up replays)."""
+    def history(self, start_rev: int, end_rev: int = 0) -> list[tuple[bytes, bytes]]:
+        """(packed revision, serialized KeyValue) of every change with main revision in
+        [start_rev, end_rev] (end_rev 0: no bound), in revision order (what a watcher catching
+        up replays)."""
         cur = self.txn.cursor(db=self._key)
         if not cur.set_range(REV.pack(max(start_rev, 0), 0, 0)):
             return []
-        return list(cur.iternext())
+        if end_rev <= 0:
+            return list(cur.iternext())
+        stop = REV.pack(end_rev + 1, 0, 0)
+        out = []
+        for revision, raw in cur.iternext():
+            if revision >= stop:
+                break
+            out.append((revision, raw))
+        return out
 
 
 class WriteTxn(ReadTxn):
@@ -188,8 +197,9 @@ class WriteTxn(ReadTxn):
             raise errors.ErrCompacted
         if rev > self.rev:
             raise errors.ErrFutureRev
-        get = self.txn.get
-        dropped = self.index.compact(rev, lambda r: KeyValue.FromString(get(r, db=self._key)).key)
+        # only keys changed after the previous compaction can have history to drop
+        changed = {KeyValue.FromString(raw).key for _, raw in self.history(self.compact_rev + 1, rev)}
+        dropped = self.index.compact(rev, changed)
         for revision in dropped:
             self.txn.delete(revision, db=self._key)
         self.compact_rev = rev
