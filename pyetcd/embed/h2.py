@@ -3,7 +3,7 @@
 Lean on purpose: the gRPC request rate of the whole server is bounded by the Python work done
 per frame here. Frames are parsed with one ``struct.unpack_from`` each, frames produced while
 handling one ``data_received`` call (or by handlers finishing in the same loop iteration) go out
-in one ``transport.write``, and header blocks that only reference HPACK table entries are decoded
+in one ``transport.write``, and header blocks that leave the HPACK dynamic table unchanged are decoded
 once per connection and then served from a cache.
 
 The application side is a ``StreamOpener``: called once per new request stream with the decoded
@@ -139,18 +139,42 @@ def encode_headers(fields: list[tuple[str, str]]) -> bytes:
     return bytes(out)
 
 
-def _only_indexed(block: bytes) -> bool:
-    """True when every representation in the block is an indexed field (no table change)."""
+def _read_int(block: bytes, i: int, prefix_bits: int) -> tuple[int, int]:
+    limit = (1 << prefix_bits) - 1
+    value = block[i] & limit
+    i += 1
+    if value == limit:
+        shift = 0
+        while True:
+            b = block[i]
+            i += 1
+            value += (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+    return value, i
+
+
+def _table_neutral(block: bytes) -> bool:
+    """True when decoding the (well-formed) block leaves the dynamic table as it was.
+
+    Such a block always decodes to the same fields until some other block changes the
+    table, so it can be cached until then.
+    """
     i, n = 0, len(block)
     while i < n:
         b = block[i]
-        i += 1
-        if not b & 0x80:
-            return False
-        if b & 0x7F == 0x7F:
-            while i < n and block[i] & 0x80:
-                i += 1
-            i += 1
+        if b & 0x80:                       # indexed field
+            i = _read_int(block, i, 7)[1]
+        elif b & 0xC0 == 0x40 or b & 0xE0 == 0x20:
+            return False                   # literal with incremental indexing, or table size update
+        else:                              # literal without indexing / never indexed
+            name_index, i = _read_int(block, i, 4)
+            if name_index == 0:
+                length, i = _read_int(block, i, 7)
+                i += length
+            length, i = _read_int(block, i, 7)
+            i += length
     return True
 
 
@@ -420,9 +444,10 @@ class H2Protocol(asyncio.Protocol):
             except hpack.HPACKError as e:
                 raise ConnectionError_(COMPRESSION_ERROR, str(e)) from None
             parsed = split_headers(headers)
-            if not _only_indexed(block) or len(self._hcache) >= _HCACHE_LIMIT:
+            neutral = _table_neutral(block)
+            if not neutral or len(self._hcache) >= _HCACHE_LIMIT:
                 self._hcache.clear()    # the dynamic table may have changed: cached blocks mean other things now
-            if _only_indexed(block):
+            if neutral:
                 self._hcache[block] = parsed
         if parsed is None:
             raise StreamError(sid, PROTOCOL_ERROR)

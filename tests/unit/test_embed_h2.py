@@ -273,6 +273,13 @@ async def test_etcd_error_and_exception_statuses():
     assert not body_of(frames, 1) and not body_of(frames, 3)
 
 
+def test_table_neutral_blocks():
+    assert h2._table_neutral(bytes.fromhex("049060a924882d9dcb6571af9b8b1b4754c586c183c0bfbe0f0d023130"))  # h2load's
+    assert h2._table_neutral(b"\x82\xff\x80\x01" + b"\x00\x01a\x01b" + b"\x10\x01a\x01b")
+    assert not h2._table_neutral(b"\x82\x41\x01a")          # incremental indexing
+    assert not h2._table_neutral(b"\x3f\xe1\x1f")            # dynamic table size update
+
+
 def test_percent_encode():
     assert percent_encode("etcdserver: mvcc: required revision has been compacted") == \
         "etcdserver: mvcc: required revision has been compacted"
@@ -326,9 +333,10 @@ async def test_hpack_cache_follows_table_changes():
 
     def lit(name: str, value: str) -> bytes:     # literal with incremental indexing, new name
         return b"\x40" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
-    indexed = b"\x83\x86\xbf\xbe"                 # POST, http, dynamic 63, dynamic 62
-    first = b"\x83\x86" + lit(":path", KV_RANGE) + lit("content-type", "application/grpc")
-    second = b"\x83\x86" + lit(":path", KV_PUT) + lit("content-type", "application/grpc")
+    ct = b"\x0f\x10\x10application/grpc"      # content-type: literal without indexing, static name
+    indexed = b"\x83\x86\xbe" + ct             # POST, http, dynamic entry 62 (the newest :path)
+    first = b"\x83\x86" + lit(":path", KV_RANGE) + ct
+    second = b"\x83\x86" + lit(":path", KV_PUT) + ct
     body = lambda sid, req: frame(h2.DATA, h2.END_STREAM, sid, grpc_message(req))  # noqa: E731
     put = rpc_pb2.PutRequest(key=b"p").SerializeToString()
     c.send(frame(h2.HEADERS, h2.END_HEADERS, 1, first) + body(1, range_req(b"r1")))
@@ -364,3 +372,34 @@ async def test_shutdown_sends_goaway_and_closes_when_streams_finish():
     kv.gate.set()
     await response(c, 1)
     assert c.transport.closed
+
+
+async def test_plain_http_over_h2_goes_to_the_http_handler():
+    from pyetcd.embed import HttpResponse
+
+    seen = []
+
+    async def handler(request):
+        seen.append(request)
+        if request.path == "/stream":
+            async def chunks():
+                yield b"a"
+                yield b"b"
+            return HttpResponse(200, [("Content-Type", "application/json"), ("Connection", "x")], chunks())
+        return HttpResponse(200, [("Content-Type", "application/json")], b'{"health":"true"}')
+    server = ClientServer(GrpcDispatcher({}), handler)
+    c = Client(server._open_stream)
+    c.read()
+    get = [(":method", "GET"), (":scheme", "https"), (":path", "/health?x=1"), (":authority", "h:2379")]
+    c.send(c.headers_frame(1, get, end_stream=True))
+    frames = await response(c, 1)
+    head = dict(next(p for t, f, s, p in frames if t == h2.HEADERS))
+    assert (head[":status"], head["content-type"], head["content-length"]) == ("200", "application/json", "17")
+    assert body_of(frames, 1) == b'{"health":"true"}'
+    assert (seen[0].method, seen[0].path, seen[0].query, seen[0].headers["host"]) == ("GET", "/health", "x=1", "h:2379")
+    post = [(":method", "POST"), (":scheme", "http"), (":path", "/stream"), (":authority", "h")]
+    c.send(c.headers_frame(3, post) + frame(h2.DATA, 0, 3, b"12") + frame(h2.DATA, h2.END_STREAM, 3, b"34"))
+    frames = await response(c, 3)
+    head = dict(next(p for t, f, s, p in frames if t == h2.HEADERS))
+    assert "connection" not in head
+    assert body_of(frames, 3) == b"ab" and seen[1].body == b"1234"
