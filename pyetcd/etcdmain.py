@@ -1,0 +1,103 @@
+"""`etcd`: parse etcd's flags, start the member and its client listeners, stop on SIGTERM/SIGINT."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from urllib.parse import urlsplit
+
+from pyetcd import ETCD_VERSION, logutil
+from pyetcd.logutil import log
+from pyetcd.server.config import FLAGS, ConfigError, ServerConfig, UsageError, load_config
+
+logger = logging.getLogger("pyetcd.etcdmain")
+
+# gRPC accepts this much above --max-request-bytes so that the server, not the transport,
+# answers an oversized request with etcd's own error (etcd does the same).
+GRPC_OVERHEAD_BYTES = 512 * 1024
+
+
+def usage() -> str:
+    lines = ["Usage:", "", "  etcd [flags]", "    Start an etcd server.", "", "Flags:"]
+    lines += [f"  --{spec.name} {spec.default!r}" for spec in FLAGS]
+    return "\n".join(lines) + "\n"
+
+
+def version_text() -> str:
+    return (f"etcd Version: {ETCD_VERSION}\nGit SHA: pyetcd\n"
+            f"Go Version: python{sys.version.split()[0]}\nGo OS/Arch: {sys.platform}\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        cfg = load_config(argv, os.environ)
+    except UsageError as e:
+        sys.stderr.write(f"{e}\n{usage()}")
+        sys.exit(2)
+    except ConfigError as e:
+        logutil.setup()
+        log(logger, logging.WARNING, "failed to verify flags", error=str(e))
+        sys.exit(1)
+    if cfg["version"]:
+        sys.stdout.write(version_text())
+        return
+    if cfg["help"]:
+        sys.stdout.write(usage())
+        return
+    logutil.setup(cfg["log-level"])
+    log(logger, logging.INFO, "Running: ", args=[sys.argv[0], *argv])
+    try:
+        import uvloop
+        uvloop.run(run(cfg))
+    except ImportError:
+        asyncio.run(run(cfg))
+
+
+async def run(cfg: ServerConfig) -> None:
+    from pyetcd.embed.serve import serve, unary_methods
+    from pyetcd.httpapi.handler import make_handler
+    from pyetcd.server.etcdserver import EtcdServer
+    from pyetcd.v3rpc import services
+
+    server = EtcdServer(cfg)
+    await server.start()
+    methods: dict = {}
+    for descriptor, impl in services(server).items():
+        methods.update(unary_methods(descriptor, impl))
+    http_handler = make_handler(server)
+    listeners = []
+    try:
+        for url in cfg["listen-client-urls"]:
+            parts = urlsplit(url)
+            listener = await serve(parts.hostname or "", parts.port or 2379, grpc_methods=methods,
+                                   http_handler=http_handler,
+                                   max_recv_msg_size=cfg["max-request-bytes"] + GRPC_OVERHEAD_BYTES)
+            listeners.append(listener)
+            log(logger, logging.INFO, "serving client traffic insecurely; this is strongly discouraged!",
+                address=f"{parts.hostname}:{listener.port}")
+        log(logger, logging.INFO, "ready to serve client requests")
+        await _wait_for_signal()
+        log(logger, logging.INFO, "closing etcd server", name=cfg.name,
+            **{"data-dir": cfg.data_dir, "advertise-client-urls": cfg["advertise-client-urls"]})
+    finally:
+        for listener in listeners:
+            listener.close()
+        for listener in listeners:
+            await listener.wait_closed()
+        await server.stop()
+    log(logger, logging.INFO, "closed etcd server", name=cfg.name)
+
+
+async def _wait_for_signal() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The v3 gRPC services: thin — each method calls one server method with the decoded request.
+
+``services(server)`` maps every etcd v3 service to its implementation; the methods an
+implementation lacks answer UNIMPLEMENTED (the transport does that), so every service is
+registered from the first day.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pyetcd.proto.etcdserverpb import rpc_pb2
+from pyetcd.server.etcdserver import EtcdServer
+
+
+class _Service:
+    def __init__(self, server: EtcdServer) -> None:
+        self.server = server
+
+
+class KV(_Service):
+    async def Range(self, req, ctx):
+        return await self.server.range(req)
+
+    async def Put(self, req, ctx):
+        return await self.server.put(req)
+
+    async def DeleteRange(self, req, ctx):
+        return await self.server.delete_range(req)
+
+    async def Txn(self, req, ctx):
+        return await self.server.txn(req)
+
+    async def Compact(self, req, ctx):
+        return await self.server.compact(req)
+
+
+class Maintenance(_Service):
+    async def Alarm(self, req, ctx):
+        return await self.server.alarm(req)
+
+    async def Status(self, req, ctx):
+        return await self.server.status(req)
+
+
+class Cluster(_Service):
+    async def MemberList(self, req, ctx):
+        return await self.server.member_list(req)
+
+
+class _Unimplemented(_Service):
+    """A service none of whose methods is built yet."""
+
+
+_IMPLS = {"KV": KV, "Maintenance": Maintenance, "Cluster": Cluster}
+
+
+def services(server: EtcdServer) -> dict[str, Any]:
+    """Service descriptor -> implementation, for every service of etcd's v3 API."""
+    return {svc: _IMPLS.get(name, _Unimplemented)(server)
+            for name, svc in rpc_pb2.DESCRIPTOR.services_by_name.items()}
