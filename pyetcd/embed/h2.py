@@ -291,13 +291,8 @@ class H2Protocol(asyncio.Protocol):
 
     def abort(self) -> None:
         """Close now: handlers in progress are cancelled."""
-        if self._closed:
-            return
-        if not self._goaway_sent:
-            self._goaway_sent = True
-            self._out += _FRAME.pack((8 << 8) | GOAWAY, 0, 0) + _GOAWAY.pack(self._last_sid, NO_ERROR)
-            self._flush()
-        self.transport.abort()
+        if not self._closed:
+            self.transport.abort()
 
     def _fatal(self, code: int, debug: str = "") -> None:
         if self._closed:
@@ -475,7 +470,7 @@ class H2Protocol(asyncio.Protocol):
         st = Stream(sid, self._init_win)
         st.remote_closed = bool(end_stream)
         self._streams[sid] = st
-        st.handler = _NO_HANDLER
+        st.handler = NO_HANDLER
         st.handler = self._open_stream(self, st, pseudo, fields)
         if end_stream and not st.closed:
             st.handler.on_end()
@@ -760,5 +755,4 @@ class _NoHandler:
         pass
 
 
-_NO_HANDLER = _NoHandler()
-NO_HANDLER: StreamHandler = _NO_HANDLER
+NO_HANDLER: StreamHandler = _NoHandler()
