@@ -76,3 +76,12 @@ ErrLeaderChanged = _e(UNAVAILABLE, "etcdserver: leader changed")
 ErrTooManyRequests = _e(RESOURCE_EXHAUSTED, "etcdserver: too many requests")
 ErrUnhealthy = _e(UNAVAILABLE, "etcdserver: unhealthy cluster")
 ErrCorrupt = _e(DATA_LOSS, "etcdserver: corrupt cluster")
+
+
+# Client side: the server could not be reached, or the call ran out of time.
+class EtcdConnectionFailed(EtcdError):
+    """No endpoint answered (connection refused, unreachable) before the call's deadline."""
+
+
+class EtcdDeadlineExceeded(EtcdConnectionFailed):
+    """The call's deadline passed; the message is Go's ``context deadline exceeded``."""

@@ -1,0 +1,120 @@
+"""What the sync and asyncio clients share: endpoints, request building, error mapping."""
+from __future__ import annotations
+
+from typing import Iterable, Sequence, Union
+
+import grpc
+
+from pyetcd.errors import EtcdConnectionFailed, EtcdDeadlineExceeded, EtcdError
+from pyetcd.proto.etcdserverpb import rpc_pb2
+
+Bytes = Union[str, bytes]
+
+DEFAULT_DIAL_TIMEOUT = 2.0
+DEFAULT_TIMEOUT = 5.0
+DEADLINE_MESSAGE = "context deadline exceeded"
+# Raw stubs exposed on the clients, by attribute name.
+STUBS = {
+    "kv": "KVStub",
+    "watch": "WatchStub",
+    "lease": "LeaseStub",
+    "cluster": "ClusterStub",
+    "maintenance": "MaintenanceStub",
+    "auth": "AuthStub",
+}
+# Connection knobs close to etcd's Go client (keepalive 2s/6s, 2 MiB send, unlimited receive).
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 2000),
+    ("grpc.keepalive_timeout_ms", 6000),
+    ("grpc.max_send_message_length", 2 * 1024 * 1024 + 512 * 1024),
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+]
+
+
+def to_bytes(value: Bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def grpc_target(endpoint: str) -> str:
+    """'http://host:port' or 'host:port' -> 'host:port' (https comes with TLS support)."""
+    for scheme in ("http://", "unix://", "unixs://"):
+        if endpoint.startswith(scheme):
+            return endpoint if scheme.startswith("unix") else endpoint[len(scheme):]
+    if endpoint.startswith("https://"):
+        raise ValueError("https endpoints are not supported yet: " + endpoint)
+    return endpoint
+
+
+def prefix_end(key: bytes) -> bytes:
+    """The range_end that selects every key starting with ``key`` (etcd's WithPrefix)."""
+    end = bytearray(key)
+    while end:
+        if end[-1] < 0xFF:
+            end[-1] += 1
+            return bytes(end)
+        end.pop()
+    return b"\x00"
+
+
+def range_request(key: Bytes, range_end: Bytes = b"", **opts) -> rpc_pb2.RangeRequest:
+    return rpc_pb2.RangeRequest(key=to_bytes(key), range_end=to_bytes(range_end), **opts)
+
+
+def put_request(key: Bytes, value: Bytes, lease: int = 0, prev_kv: bool = False,
+                ignore_value: bool = False, ignore_lease: bool = False) -> rpc_pb2.PutRequest:
+    return rpc_pb2.PutRequest(key=to_bytes(key), value=to_bytes(value), lease=lease, prev_kv=prev_kv,
+                              ignore_value=ignore_value, ignore_lease=ignore_lease)
+
+
+def delete_request(key: Bytes, range_end: Bytes = b"", prev_kv: bool = False) -> rpc_pb2.DeleteRangeRequest:
+    return rpc_pb2.DeleteRangeRequest(key=to_bytes(key), range_end=to_bytes(range_end), prev_kv=prev_kv)
+
+
+def request_op(op) -> rpc_pb2.RequestOp:
+    """Wrap a Range/Put/DeleteRange/Txn request (or pass a RequestOp through)."""
+    if isinstance(op, rpc_pb2.RequestOp):
+        return op
+    field = {
+        rpc_pb2.RangeRequest: "request_range",
+        rpc_pb2.PutRequest: "request_put",
+        rpc_pb2.DeleteRangeRequest: "request_delete_range",
+        rpc_pb2.TxnRequest: "request_txn",
+    }[type(op)]
+    return rpc_pb2.RequestOp(**{field: op})
+
+
+def txn_request(compare: Iterable[rpc_pb2.Compare] = (), success: Iterable = (),
+                failure: Iterable = ()) -> rpc_pb2.TxnRequest:
+    return rpc_pb2.TxnRequest(compare=list(compare), success=[request_op(o) for o in success],
+                              failure=[request_op(o) for o in failure])
+
+
+def is_connection_error(err: grpc.RpcError) -> bool:
+    """UNAVAILABLE from the transport (not etcd's own 'etcdserver: ...' UNAVAILABLE errors)."""
+    return err.code() == grpc.StatusCode.UNAVAILABLE and not (err.details() or "").startswith("etcdserver:")
+
+
+def map_error(err: grpc.RpcError, last_connect_error: str = "") -> EtcdError:
+    code = err.code()
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        exc = EtcdDeadlineExceeded(code.value[0], DEADLINE_MESSAGE)
+        exc.connect_error = last_connect_error
+        return exc
+    if is_connection_error(err):
+        return EtcdConnectionFailed(code.value[0], err.details() or "connection failed")
+    return EtcdError(code.value[0], err.details() or "")
+
+
+def deadline_error(last_connect_error: str) -> EtcdDeadlineExceeded:
+    exc = EtcdDeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED.value[0], DEADLINE_MESSAGE)
+    exc.connect_error = last_connect_error
+    return exc
+
+
+def normalize_endpoints(endpoints: Union[str, Sequence[str]]) -> list[str]:
+    eps = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+    if not eps:
+        raise ValueError("at least one endpoint is required")
+    return eps

@@ -1,0 +1,140 @@
+"""The blocking etcd v3 client (KV today; raw stubs for the other services)."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Optional, Sequence, Union
+
+import grpc
+
+from pyetcd.client import _common as c
+from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
+_SETTLED = (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+            grpc.ChannelConnectivity.SHUTDOWN)
+
+
+def _wait_connected(channel: grpc.Channel, timeout: float) -> bool:
+    """Start connecting and wait until the channel is READY (True) or fails / times out (False)."""
+    settled = threading.Event()
+    state: list = []
+
+    def watch(s: grpc.ChannelConnectivity) -> None:
+        if s in _SETTLED:
+            state.append(s)
+            settled.set()
+
+    channel.subscribe(watch, try_to_connect=True)
+    try:
+        settled.wait(max(timeout, 0))
+    finally:
+        channel.unsubscribe(watch)
+    return bool(state) and state[0] == grpc.ChannelConnectivity.READY
+
+
+class Client:
+    """etcd v3 client over grpcio.
+
+    Endpoints are tried in order; on a connection failure the next one is used, round after
+    round, until the call's deadline (``timeout``). ``dial_timeout`` bounds each connection
+    attempt. Errors are raised as ``pyetcd.errors.EtcdError`` (``EtcdConnectionFailed`` /
+    ``EtcdDeadlineExceeded`` when no endpoint could serve the call in time).
+    """
+
+    def __init__(self, endpoints: Union[str, Sequence[str]] = ("127.0.0.1:2379",),
+                 dial_timeout: float = c.DEFAULT_DIAL_TIMEOUT, timeout: float = c.DEFAULT_TIMEOUT) -> None:
+        self.endpoints = c.normalize_endpoints(endpoints)
+        self.dial_timeout = dial_timeout
+        self.timeout = timeout
+        self._channels: dict[int, grpc.Channel] = {}
+        self._connected: set[int] = set()
+        self._current = 0
+        self.last_connect_error = ""
+
+    # -- connection management ------------------------------------------------------------
+    def _channel(self, idx: int) -> grpc.Channel:
+        ch = self._channels.get(idx)
+        if ch is None:
+            ch = grpc.insecure_channel(c.grpc_target(self.endpoints[idx]), options=c.CHANNEL_OPTIONS)
+            self._channels[idx] = ch
+        return ch
+
+    def _stub(self, idx: int, service: str):
+        return getattr(rpc_pb2_grpc, c.STUBS[service])(self._channel(idx))
+
+    def __getattr__(self, name: str):
+        if name in c.STUBS:
+            return self._stub(self._current, name)
+        raise AttributeError(name)
+
+    def close(self) -> None:
+        for ch in self._channels.values():
+            ch.close()
+        self._channels.clear()
+        self._connected.clear()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def call(self, service: str, method: str, request, timeout: Optional[float] = None):
+        """Run one unary RPC with failover across the endpoints until the deadline."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        backoff = 0.02
+        n = len(self.endpoints)
+        while True:
+            for i in range(n):
+                idx = (self._current + i) % n
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise c.deadline_error(self.last_connect_error)
+                if idx not in self._connected:
+                    if not _wait_connected(self._channel(idx), min(self.dial_timeout, remaining)):
+                        self.last_connect_error = self.endpoints[idx]
+                        continue
+                    self._connected.add(idx)
+                try:
+                    resp = getattr(self._stub(idx, service), method)(request, timeout=deadline - time.monotonic())
+                except grpc.RpcError as err:
+                    if not c.is_connection_error(err):
+                        raise c.map_error(err, self.last_connect_error) from None
+                    self._connected.discard(idx)
+                    self.last_connect_error = self.endpoints[idx]
+                    continue
+                self._current = idx
+                return resp
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise c.deadline_error(self.last_connect_error)
+            time.sleep(min(backoff, remaining))
+            backoff = min(backoff * 2, 0.5)
+
+    # -- KV ---------------------------------------------------------------------------------
+    def range(self, request: rpc_pb2.RangeRequest, timeout: Optional[float] = None) -> rpc_pb2.RangeResponse:
+        return self.call("kv", "Range", request, timeout)
+
+    def get(self, key: c.Bytes, range_end: c.Bytes = b"", timeout: Optional[float] = None,
+            **opts) -> rpc_pb2.RangeResponse:
+        return self.range(c.range_request(key, range_end, **opts), timeout)
+
+    def put(self, key: c.Bytes, value: c.Bytes = b"", lease: int = 0, prev_kv: bool = False,
+            ignore_value: bool = False, ignore_lease: bool = False,
+            timeout: Optional[float] = None) -> rpc_pb2.PutResponse:
+        req = c.put_request(key, value, lease, prev_kv, ignore_value, ignore_lease)
+        return self.call("kv", "Put", req, timeout)
+
+    def delete(self, key: c.Bytes, range_end: c.Bytes = b"", prev_kv: bool = False,
+               timeout: Optional[float] = None) -> rpc_pb2.DeleteRangeResponse:
+        return self.call("kv", "DeleteRange", c.delete_request(key, range_end, prev_kv), timeout)
+
+    def txn(self, request: Union[rpc_pb2.TxnRequest, None] = None, compare=(), success=(), failure=(),
+            timeout: Optional[float] = None) -> rpc_pb2.TxnResponse:
+        req = request if request is not None else c.txn_request(compare, success, failure)
+        return self.call("kv", "Txn", req, timeout)
+
+    def compact(self, revision: int, physical: bool = False,
+                timeout: Optional[float] = None) -> rpc_pb2.CompactionResponse:
+        req = rpc_pb2.CompactionRequest(revision=revision, physical=physical)
+        return self.call("kv", "Compact", req, timeout)
