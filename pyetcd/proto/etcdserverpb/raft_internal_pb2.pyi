@@ -1,4 +1,5 @@
 from pyetcd.proto.etcdserverpb import rpc_pb2 as _rpc_pb2
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Mapping as _Mapping
@@ -7,15 +8,39 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class InternalRaftRequest(_message.Message):
-    __slots__ = ("ID", "put", "delete_range", "txn", "compaction")
+    __slots__ = ("ID", "put", "delete_range", "txn", "compaction", "member_change")
     ID_FIELD_NUMBER: _ClassVar[int]
     PUT_FIELD_NUMBER: _ClassVar[int]
     DELETE_RANGE_FIELD_NUMBER: _ClassVar[int]
     TXN_FIELD_NUMBER: _ClassVar[int]
     COMPACTION_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_CHANGE_FIELD_NUMBER: _ClassVar[int]
     ID: int
     put: _rpc_pb2.PutRequest
     delete_range: _rpc_pb2.DeleteRangeRequest
     txn: _rpc_pb2.TxnRequest
     compaction: _rpc_pb2.CompactionRequest
-    def __init__(self, ID: _Optional[int] = ..., put: _Optional[_Union[_rpc_pb2.PutRequest, _Mapping]] = ..., delete_range: _Optional[_Union[_rpc_pb2.DeleteRangeRequest, _Mapping]] = ..., txn: _Optional[_Union[_rpc_pb2.TxnRequest, _Mapping]] = ..., compaction: _Optional[_Union[_rpc_pb2.CompactionRequest, _Mapping]] = ...) -> None: ...
+    member_change: MemberChange
+    def __init__(self, ID: _Optional[int] = ..., put: _Optional[_Union[_rpc_pb2.PutRequest, _Mapping]] = ..., delete_range: _Optional[_Union[_rpc_pb2.DeleteRangeRequest, _Mapping]] = ..., txn: _Optional[_Union[_rpc_pb2.TxnRequest, _Mapping]] = ..., compaction: _Optional[_Union[_rpc_pb2.CompactionRequest, _Mapping]] = ..., member_change: _Optional[_Union[MemberChange, _Mapping]] = ...) -> None: ...
+
+class MemberChange(_message.Message):
+    __slots__ = ("kind", "member")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ADD: _ClassVar[MemberChange.Kind]
+        ADD_LEARNER: _ClassVar[MemberChange.Kind]
+        REMOVE: _ClassVar[MemberChange.Kind]
+        UPDATE: _ClassVar[MemberChange.Kind]
+        PROMOTE: _ClassVar[MemberChange.Kind]
+        PUBLISH: _ClassVar[MemberChange.Kind]
+    ADD: MemberChange.Kind
+    ADD_LEARNER: MemberChange.Kind
+    REMOVE: MemberChange.Kind
+    UPDATE: MemberChange.Kind
+    PROMOTE: MemberChange.Kind
+    PUBLISH: MemberChange.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    kind: MemberChange.Kind
+    member: _rpc_pb2.Member
+    def __init__(self, kind: _Optional[_Union[MemberChange.Kind, str]] = ..., member: _Optional[_Union[_rpc_pb2.Member, _Mapping]] = ...) -> None: ...
