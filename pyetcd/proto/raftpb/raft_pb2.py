@@ -24,17 +24,31 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epyetcd/proto/raftpb/raft.proto\x12\x06raftpb\"S\n\x05\x45ntry\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x1f\n\x04type\x18\x03 \x01(\x0e\x32\x11.raftpb.EntryType\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"7\n\tHardState\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0c\n\x04vote\x18\x02 \x01(\x04\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\x04*1\n\tEntryType\x12\x0f\n\x0b\x45ntryNormal\x10\x00\x12\x13\n\x0f\x45ntryConfChange\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epyetcd/proto/raftpb/raft.proto\x12\x06raftpb\"S\n\x05\x45ntry\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x1f\n\x04type\x18\x03 \x01(\x0e\x32\x11.raftpb.EntryType\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"7\n\tHardState\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0c\n\x04vote\x18\x02 \x01(\x04\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\x04\"-\n\tConfState\x12\x0e\n\x06voters\x18\x01 \x03(\x04\x12\x10\n\x08learners\x18\x02 \x03(\x04\"V\n\x10SnapshotMetadata\x12%\n\nconf_state\x18\x01 \x01(\x0b\x32\x11.raftpb.ConfState\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x0c\n\x04term\x18\x03 \x01(\x04\"D\n\x08Snapshot\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12*\n\x08metadata\x18\x02 \x01(\x0b\x32\x18.raftpb.SnapshotMetadata\"`\n\nConfChange\x12$\n\x04type\x18\x01 \x01(\x0e\x32\x16.raftpb.ConfChangeType\x12\x0f\n\x07node_id\x18\x02 \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\x0c\x12\n\n\x02id\x18\x04 \x01(\x04\"\x80\x02\n\x07Message\x12!\n\x04type\x18\x01 \x01(\x0e\x32\x13.raftpb.MessageType\x12\n\n\x02to\x18\x02 \x01(\x04\x12\r\n\x05\x66rom_\x18\x03 \x01(\x04\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x10\n\x08log_term\x18\x05 \x01(\x04\x12\r\n\x05index\x18\x06 \x01(\x04\x12\x1e\n\x07\x65ntries\x18\x07 \x03(\x0b\x32\r.raftpb.Entry\x12\x0e\n\x06\x63ommit\x18\x08 \x01(\x04\x12\"\n\x08snapshot\x18\t \x01(\x0b\x32\x10.raftpb.Snapshot\x12\x0e\n\x06reject\x18\n \x01(\x08\x12\x13\n\x0breject_hint\x18\x0b \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x0c \x01(\x0c*1\n\tEntryType\x12\x0f\n\x0b\x45ntryNormal\x10\x00\x12\x13\n\x0f\x45ntryConfChange\x10\x01*y\n\x0e\x43onfChangeType\x12\x15\n\x11\x43onfChangeAddNode\x10\x00\x12\x18\n\x14\x43onfChangeRemoveNode\x10\x01\x12\x18\n\x14\x43onfChangeUpdateNode\x10\x02\x12\x1c\n\x18\x43onfChangeAddLearnerNode\x10\x03*\xd3\x02\n\x0bMessageType\x12\n\n\x06MsgHup\x10\x00\x12\x0b\n\x07MsgBeat\x10\x01\x12\x0b\n\x07MsgProp\x10\x02\x12\n\n\x06MsgApp\x10\x03\x12\x0e\n\nMsgAppResp\x10\x04\x12\x0b\n\x07MsgVote\x10\x05\x12\x0f\n\x0bMsgVoteResp\x10\x06\x12\x0b\n\x07MsgSnap\x10\x07\x12\x10\n\x0cMsgHeartbeat\x10\x08\x12\x14\n\x10MsgHeartbeatResp\x10\t\x12\x12\n\x0eMsgUnreachable\x10\n\x12\x11\n\rMsgSnapStatus\x10\x0b\x12\x12\n\x0eMsgCheckQuorum\x10\x0c\x12\x15\n\x11MsgTransferLeader\x10\r\x12\x11\n\rMsgTimeoutNow\x10\x0e\x12\x10\n\x0cMsgReadIndex\x10\x0f\x12\x14\n\x10MsgReadIndexResp\x10\x10\x12\x0e\n\nMsgPreVote\x10\x11\x12\x12\n\x0eMsgPreVoteResp\x10\x12\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pyetcd.proto.raftpb.raft_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENTRYTYPE']._serialized_start=184
-  _globals['_ENTRYTYPE']._serialized_end=233
+  _globals['_ENTRYTYPE']._serialized_start=746
+  _globals['_ENTRYTYPE']._serialized_end=795
+  _globals['_CONFCHANGETYPE']._serialized_start=797
+  _globals['_CONFCHANGETYPE']._serialized_end=918
+  _globals['_MESSAGETYPE']._serialized_start=921
+  _globals['_MESSAGETYPE']._serialized_end=1260
   _globals['_ENTRY']._serialized_start=42
   _globals['_ENTRY']._serialized_end=125
   _globals['_HARDSTATE']._serialized_start=127
   _globals['_HARDSTATE']._serialized_end=182
+  _globals['_CONFSTATE']._serialized_start=184
+  _globals['_CONFSTATE']._serialized_end=229
+  _globals['_SNAPSHOTMETADATA']._serialized_start=231
+  _globals['_SNAPSHOTMETADATA']._serialized_end=317
+  _globals['_SNAPSHOT']._serialized_start=319
+  _globals['_SNAPSHOT']._serialized_end=387
+  _globals['_CONFCHANGE']._serialized_start=389
+  _globals['_CONFCHANGE']._serialized_end=485
+  _globals['_MESSAGE']._serialized_start=488
+  _globals['_MESSAGE']._serialized_end=744
 # @@protoc_insertion_point(module_scope)
