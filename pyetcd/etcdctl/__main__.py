@@ -1,0 +1,3 @@
+from pyetcd.etcdctl import main
+
+main()

@@ -1,0 +1,63 @@
+"""The etcdctl command tree and main(): runs one command, maps errors to etcdctl's exit codes."""
+from __future__ import annotations
+
+import sys
+
+from pyetcd import API_VERSION, ETCD_VERSION
+from pyetcd.etcdctl import globals as g
+from pyetcd.etcdctl.cobra import Command, CommandError, err, execute, help_command
+from pyetcd.etcdctl.command_list import COMMANDS
+
+
+def _version(_cmd: Command, _args: list[str]) -> None:
+    sys.stdout.write(f"etcdctl version: {ETCD_VERSION}\nAPI version: {API_VERSION}\n")
+
+
+def _not_built(cmd: Command, _args: list[str]) -> None:
+    raise g.Exit(g.EXIT_ERROR, f"`etcdctl {cmd.path().split(' ', 1)[1]}` is not implemented by pyetcd yet")
+
+
+def build_root() -> Command:
+    from pyetcd.etcdctl import kv, txn
+
+    root = Command("etcdctl", "A simple command line client for etcd3.", listing=COMMANDS, header=g.ROOT_HEADER)
+    g.add_global_flags(root.persistent)
+    root.add(kv.new_put_command(kv.run_put), kv.new_get_command(kv.run_get), kv.new_del_command(kv.run_del),
+             kv.new_compaction_command(), txn.new_txn_command(),
+             Command("version", "Prints the version of etcdctl", run=_version), help_command(root))
+    # Commands etcdctl 3.5.1 has that pyetcd does not build yet: known, so lookup and help behave.
+    for path, short in COMMANDS:
+        words = path.split(" ")
+        parent = root
+        for i, word in enumerate(words):
+            child = parent.find_child(word)
+            if child is None:
+                last = i == len(words) - 1
+                child = Command(word, short if last else "", run=_not_built if last else None)
+                parent.add(child)
+            parent = child
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        execute(build_root(), args)
+        code = 0
+    except CommandError as exc:
+        err(f"Error: {exc}\n")
+        code = g.EXIT_ERROR
+    except g.Exit as exc:
+        err(f"Error: {exc.message}\n")
+        code = exc.code
+    except BrokenPipeError:
+        code = g.EXIT_ERROR
+    except Exception as exc:  # a Go panic in etcdctl 3.5.1 (txn input it cannot handle)
+        from pyetcd.etcdctl.txn import GoPanic
+
+        if not isinstance(exc, GoPanic):
+            raise
+        err(f"panic: {exc}\n\ngoroutine 1 [running]:\n")
+        code = 2
+    sys.stdout.flush()
+    return code

