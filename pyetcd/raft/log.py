@@ -21,8 +21,8 @@ class RaftLog:
         self.unstable_snapshot: raft_pb2.Snapshot | None = None
         self.unstable: list[Entry] = []
         self.offset = last + 1
-        self.committed = first - 1
-        self.applied = first - 1
+        # The state machine starts from the snapshot, which may be newer than the compaction point.
+        self.committed = self.applied = max(first - 1, storage.snapshot().metadata.index)
 
     # ---- indexes and terms ----
     def first_index(self) -> int:

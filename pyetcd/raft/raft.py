@@ -179,6 +179,8 @@ class Raft:
                 return
             if self.lead_transferee:
                 self.lead_transferee = 0  # the transfer did not finish within an election timeout
+            if self.id not in self.prs.voters:
+                self._hand_off()  # removed: retry the hand-off
         if self.heartbeat_elapsed >= self.heartbeat_timeout:
             self.heartbeat_elapsed = 0
             self.bcast_heartbeat()
@@ -577,15 +579,24 @@ class Raft:
             prs.learners.discard(node)
             prs.progress.pop(node, None)
         if self.state is StateType.LEADER:
-            if self.id not in prs.voters:
-                self.become_follower(self.term, 0)  # a removed leader steps down
+            if self.lead_transferee not in prs.progress:
+                self.lead_transferee = 0
+            if self._maybe_commit():  # the quorum may have shrunk
+                self.bcast_append()
             else:
-                if self.lead_transferee not in prs.progress:
-                    self.lead_transferee = 0
-                if self._maybe_commit():  # the quorum may have shrunk
-                    self.bcast_append()
-                else:
-                    for n in prs.progress:
-                        if n != self.id and prs.progress[n].match == 0:
-                            self._send_append(n)
+                for n in prs.progress:
+                    if n != self.id and prs.progress[n].match == 0:
+                        self._send_append(n)
+            if self.id not in prs.voters:
+                self._hand_off()
         return prs.conf_state()
+
+    def _hand_off(self) -> None:
+        """A leader removed from the voters steps down by handing leadership to the most
+        up-to-date voter. Stepping down at once could leave every remaining voter with a shorter
+        log than ours (we may hold entries appended after our removal) and none could win."""
+        prs = self.prs
+        if not prs.voters:
+            return
+        target = max(sorted(prs.voters), key=lambda v: prs.progress[v].match)
+        self._leader_transfer(target, prs.progress[target])
