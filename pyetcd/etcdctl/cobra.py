@@ -80,7 +80,7 @@ class Command:
         return next((c for c in self.children if c.name == name), None)
 
     # -- help ------------------------------------------------------------------------------
-    def usage_text(self) -> str:
+    def usage_text(self, with_help_flag: bool = True) -> str:
         if not self.etcdctl_style:
             text = f"Usage:\n  {self.use_line()}\n\nFlags:\n"
             text += pflag_usages(sorted(self.flags.flags.values(), key=lambda f: f.name)).rstrip() + "\n"
@@ -94,6 +94,8 @@ class Command:
         if rows:
             parts.append("\nCOMMANDS:\n" + "\n".join(f"\t{p}\t{s}" for p, s in rows) + "\n")
         local = sorted(list(self.flags.flags.values()) + list(self.persistent.flags.values()), key=lambda f: f.name)
+        if not with_help_flag:  # cobra adds -h/--help only to the command being executed
+            local = [f for f in local if f.name != "help"]
         parts.append("\nOPTIONS:\n" + etcdctl_usage_lines(local) + "\n")
         inherited = self.inherited()
         if inherited:
@@ -202,7 +204,7 @@ def help_command(root: Command) -> Command:
             target, _ = find(root, args)
         except _UnknownCommand:
             err("Unknown help topic [%s]\n" % " ".join(f"`{a}`" for a in args))
-            root.print_help()
+            out(root.usage_text(with_help_flag=False))
             return
         target.print_help()
 
