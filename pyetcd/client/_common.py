@@ -1,7 +1,8 @@
 """What the sync and asyncio clients share: endpoints, request building, error mapping."""
 from __future__ import annotations
 
-from typing import Iterable, Sequence, Union
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence, Union
 
 import grpc
 
@@ -22,29 +23,50 @@ STUBS = {
     "maintenance": "MaintenanceStub",
     "auth": "AuthStub",
 }
-# Connection knobs close to etcd's Go client (keepalive 2s/6s, 2 MiB send, unlimited receive).
-CHANNEL_OPTIONS = [
-    ("grpc.keepalive_time_ms", 2000),
-    ("grpc.keepalive_timeout_ms", 6000),
-    ("grpc.max_send_message_length", 2 * 1024 * 1024 + 512 * 1024),
-    ("grpc.max_receive_message_length", -1),
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 500),
-]
+
+
+def channel_options(dial_timeout: float) -> list[tuple[str, int]]:
+    """Connection knobs close to etcd's Go client (keepalive 2s/6s, unlimited receive).
+
+    gRPC gives up a connection attempt after max(backoff, min_reconnect_backoff): setting the
+    latter to the dial timeout makes a call on an unreachable endpoint fail (UNAVAILABLE) after
+    dial_timeout, so the client moves on to the next endpoint.
+    """
+    return [
+        ("grpc.keepalive_time_ms", 2000),
+        ("grpc.keepalive_timeout_ms", 6000),
+        ("grpc.max_receive_message_length", -1),
+        ("grpc.min_reconnect_backoff_ms", max(int(dial_timeout * 1000), 1)),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 500),
+    ]
 
 
 def to_bytes(value: Bytes) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
 
 
-def grpc_target(endpoint: str) -> str:
-    """'http://host:port' or 'host:port' -> 'host:port' (https comes with TLS support)."""
-    for scheme in ("http://", "unix://", "unixs://"):
+def grpc_target(endpoint: str) -> tuple[str, bool]:
+    """'http://host:port', 'https://host:port' or 'host:port' -> ('host:port', uses TLS)."""
+    for scheme in ("http://", "https://"):
         if endpoint.startswith(scheme):
-            return endpoint if scheme.startswith("unix") else endpoint[len(scheme):]
-    if endpoint.startswith("https://"):
-        raise ValueError("https endpoints are not supported yet: " + endpoint)
-    return endpoint
+            return endpoint[len(scheme):], scheme == "https://"
+    return endpoint, False
+
+
+@dataclass
+class TLS:
+    """PEM bytes for TLS: CA bundle to verify the server, client certificate and key."""
+    ca_cert: Optional[bytes] = None
+    cert: Optional[bytes] = None
+    key: Optional[bytes] = None
+
+    def credentials(self):
+        return grpc.ssl_channel_credentials(self.ca_cert, self.key, self.cert)
+
+
+AUTH_NOT_ENABLED = "etcdserver: authentication is not enabled"
+INVALID_TOKEN = "etcdserver: invalid auth token"
 
 
 def prefix_end(key: bytes) -> bytes:

@@ -11,41 +11,32 @@ import grpc.aio
 from pyetcd.client import _common as c
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
-_READY = grpc.ChannelConnectivity.READY
-_FAILED = (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN)
-
-
-async def _wait_connected(channel: grpc.aio.Channel, timeout: float) -> bool:
-    async def settle() -> bool:
-        state = channel.get_state(try_to_connect=True)
-        while state != _READY and state not in _FAILED:
-            await channel.wait_for_state_change(state)
-            state = channel.get_state(try_to_connect=True)
-        return state == _READY
-
-    try:
-        return await asyncio.wait_for(settle(), max(timeout, 0))
-    except asyncio.TimeoutError:
-        return False
-
 
 class AsyncClient:
     """asyncio twin of ``pyetcd.client.Client``; every KV method is a coroutine."""
 
     def __init__(self, endpoints: Union[str, Sequence[str]] = ("127.0.0.1:2379",),
-                 dial_timeout: float = c.DEFAULT_DIAL_TIMEOUT, timeout: float = c.DEFAULT_TIMEOUT) -> None:
+                 dial_timeout: float = c.DEFAULT_DIAL_TIMEOUT, timeout: float = c.DEFAULT_TIMEOUT,
+                 user: str = "", password: str = "", tls: Optional[c.TLS] = None) -> None:
         self.endpoints = c.normalize_endpoints(endpoints)
+        self.user, self.password, self.tls = user, password, tls
+        self._token: Optional[str] = None
+        self.auth_errors: list = []  # non-fatal Authenticate failures (auth not enabled)
         self.dial_timeout = dial_timeout
         self.timeout = timeout
         self._channels: dict[int, grpc.aio.Channel] = {}
-        self._connected: set[int] = set()
         self._current = 0
         self.last_connect_error = ""
 
     def _channel(self, idx: int) -> grpc.aio.Channel:
         ch = self._channels.get(idx)
         if ch is None:
-            ch = grpc.aio.insecure_channel(c.grpc_target(self.endpoints[idx]), options=c.CHANNEL_OPTIONS)
+            target, secure = c.grpc_target(self.endpoints[idx])
+            if secure or self.tls:
+                creds = (self.tls or c.TLS()).credentials()
+                ch = grpc.aio.secure_channel(target, creds, options=c.channel_options(self.dial_timeout))
+            else:
+                ch = grpc.aio.insecure_channel(target, options=c.channel_options(self.dial_timeout))
             self._channels[idx] = ch
         return ch
 
@@ -61,7 +52,6 @@ class AsyncClient:
         for ch in self._channels.values():
             await ch.close()
         self._channels.clear()
-        self._connected.clear()
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -72,6 +62,7 @@ class AsyncClient:
     async def call(self, service: str, method: str, request, timeout: Optional[float] = None):
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         backoff = 0.02
+        retried_auth = False
         n = len(self.endpoints)
         while True:
             for i in range(n):
@@ -79,18 +70,18 @@ class AsyncClient:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise c.deadline_error(self.last_connect_error)
-                if idx not in self._connected:
-                    if not await _wait_connected(self._channel(idx), min(self.dial_timeout, remaining)):
-                        self.last_connect_error = self.endpoints[idx]
-                        continue
-                    self._connected.add(idx)
                 try:
+                    if self.user and self._token is None and not self.auth_errors:
+                        await self._authenticate(idx, deadline)
+                    metadata = (("token", self._token),) if self._token else None
                     resp = await getattr(self._stub(idx, service), method)(
-                        request, timeout=deadline - time.monotonic())
+                        request, timeout=deadline - time.monotonic(), metadata=metadata)
                 except grpc.RpcError as err:
                     if not c.is_connection_error(err):
+                        if err.details() == c.INVALID_TOKEN and self._token and not retried_auth:
+                            self._token, retried_auth = None, True  # expired token: log in again
+                            continue
                         raise c.map_error(err, self.last_connect_error) from None
-                    self._connected.discard(idx)
                     self.last_connect_error = self.endpoints[idx]
                     continue
                 self._current = idx
@@ -100,6 +91,20 @@ class AsyncClient:
                 raise c.deadline_error(self.last_connect_error)
             await asyncio.sleep(min(backoff, remaining))
             backoff = min(backoff * 2, 0.5)
+
+    async def _authenticate(self, idx: int, deadline: float) -> None:
+        """Get a token for user/password; 'authentication is not enabled' is noted, not raised."""
+        req = rpc_pb2.AuthenticateRequest(name=self.user, password=self.password)
+        try:
+            self._token = (await self._stub(idx, "auth").Authenticate(req, timeout=deadline - time.monotonic())).token
+        except grpc.RpcError as err:
+            if c.is_connection_error(err):
+                raise
+            exc = c.map_error(err)
+            if err.details() != c.AUTH_NOT_ENABLED:
+                exc.during_auth = True  # etcdctl exits 2 (bad connection) for these
+                raise exc from None
+            self.auth_errors.append(exc)
 
     async def range(self, request: rpc_pb2.RangeRequest, timeout: Optional[float] = None) -> rpc_pb2.RangeResponse:
         return await self.call("kv", "Range", request, timeout)

@@ -1,7 +1,6 @@
 """The blocking etcd v3 client (KV today; raw stubs for the other services)."""
 from __future__ import annotations
 
-import threading
 import time
 from typing import Optional, Sequence, Union
 
@@ -9,27 +8,6 @@ import grpc
 
 from pyetcd.client import _common as c
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-
-_SETTLED = (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE,
-            grpc.ChannelConnectivity.SHUTDOWN)
-
-
-def _wait_connected(channel: grpc.Channel, timeout: float) -> bool:
-    """Start connecting and wait until the channel is READY (True) or fails / times out (False)."""
-    settled = threading.Event()
-    state: list = []
-
-    def watch(s: grpc.ChannelConnectivity) -> None:
-        if s in _SETTLED:
-            state.append(s)
-            settled.set()
-
-    channel.subscribe(watch, try_to_connect=True)
-    try:
-        settled.wait(max(timeout, 0))
-    finally:
-        channel.unsubscribe(watch)
-    return bool(state) and state[0] == grpc.ChannelConnectivity.READY
 
 
 class Client:
@@ -42,12 +20,15 @@ class Client:
     """
 
     def __init__(self, endpoints: Union[str, Sequence[str]] = ("127.0.0.1:2379",),
-                 dial_timeout: float = c.DEFAULT_DIAL_TIMEOUT, timeout: float = c.DEFAULT_TIMEOUT) -> None:
+                 dial_timeout: float = c.DEFAULT_DIAL_TIMEOUT, timeout: float = c.DEFAULT_TIMEOUT,
+                 user: str = "", password: str = "", tls: Optional[c.TLS] = None) -> None:
         self.endpoints = c.normalize_endpoints(endpoints)
+        self.user, self.password, self.tls = user, password, tls
+        self._token: Optional[str] = None
+        self.auth_errors: list = []  # non-fatal Authenticate failures (auth not enabled)
         self.dial_timeout = dial_timeout
         self.timeout = timeout
         self._channels: dict[int, grpc.Channel] = {}
-        self._connected: set[int] = set()
         self._current = 0
         self.last_connect_error = ""
 
@@ -55,7 +36,12 @@ class Client:
     def _channel(self, idx: int) -> grpc.Channel:
         ch = self._channels.get(idx)
         if ch is None:
-            ch = grpc.insecure_channel(c.grpc_target(self.endpoints[idx]), options=c.CHANNEL_OPTIONS)
+            target, secure = c.grpc_target(self.endpoints[idx])
+            if secure or self.tls:
+                creds = (self.tls or c.TLS()).credentials()
+                ch = grpc.secure_channel(target, creds, options=c.channel_options(self.dial_timeout))
+            else:
+                ch = grpc.insecure_channel(target, options=c.channel_options(self.dial_timeout))
             self._channels[idx] = ch
         return ch
 
@@ -71,7 +57,6 @@ class Client:
         for ch in self._channels.values():
             ch.close()
         self._channels.clear()
-        self._connected.clear()
 
     def __enter__(self) -> "Client":
         return self
@@ -83,6 +68,7 @@ class Client:
         """Run one unary RPC with failover across the endpoints until the deadline."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         backoff = 0.02
+        retried_auth = False
         n = len(self.endpoints)
         while True:
             for i in range(n):
@@ -90,17 +76,18 @@ class Client:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise c.deadline_error(self.last_connect_error)
-                if idx not in self._connected:
-                    if not _wait_connected(self._channel(idx), min(self.dial_timeout, remaining)):
-                        self.last_connect_error = self.endpoints[idx]
-                        continue
-                    self._connected.add(idx)
                 try:
-                    resp = getattr(self._stub(idx, service), method)(request, timeout=deadline - time.monotonic())
+                    if self.user and self._token is None and not self.auth_errors:
+                        self._authenticate(idx, deadline)
+                    metadata = (("token", self._token),) if self._token else None
+                    resp = getattr(self._stub(idx, service), method)(
+                        request, timeout=deadline - time.monotonic(), metadata=metadata)
                 except grpc.RpcError as err:
                     if not c.is_connection_error(err):
+                        if err.details() == c.INVALID_TOKEN and self._token and not retried_auth:
+                            self._token, retried_auth = None, True  # expired token: log in again
+                            continue
                         raise c.map_error(err, self.last_connect_error) from None
-                    self._connected.discard(idx)
                     self.last_connect_error = self.endpoints[idx]
                     continue
                 self._current = idx
@@ -110,6 +97,20 @@ class Client:
                 raise c.deadline_error(self.last_connect_error)
             time.sleep(min(backoff, remaining))
             backoff = min(backoff * 2, 0.5)
+
+    def _authenticate(self, idx: int, deadline: float) -> None:
+        """Get a token for user/password; 'authentication is not enabled' is noted, not raised."""
+        req = rpc_pb2.AuthenticateRequest(name=self.user, password=self.password)
+        try:
+            self._token = (self._stub(idx, "auth").Authenticate(req, timeout=deadline - time.monotonic())).token
+        except grpc.RpcError as err:
+            if c.is_connection_error(err):
+                raise
+            exc = c.map_error(err)
+            if err.details() != c.AUTH_NOT_ENABLED:
+                exc.during_auth = True  # etcdctl exits 2 (bad connection) for these
+                raise exc from None
+            self.auth_errors.append(exc)
 
     # -- KV ---------------------------------------------------------------------------------
     def range(self, request: rpc_pb2.RangeRequest, timeout: Optional[float] = None) -> rpc_pb2.RangeResponse:

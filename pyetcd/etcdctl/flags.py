@@ -52,6 +52,16 @@ class Flag:
             raise FlagError(f'invalid argument "{gofmt.go_quote_str(raw)}" for "{shown}" flag: {err}') from None
         self.changed = True
 
+    def value_text(self) -> str:
+        """pflag's Value.String(): false, simple, 5s, [a,b]."""
+        if self.kind == "bool":
+            return "true" if self.value else "false"
+        if self.kind == "strings":
+            return "[%s]" % ",".join(self.value)
+        if self.kind == "duration":
+            return _duration_text(self.value)
+        return str(self.value)
+
     def default_text(self) -> str:
         """The value as etcdctl's usage shows it: [=false], ="simple", =2s, =[127.0.0.1:2379]."""
         if self.kind == "bool":
@@ -66,7 +76,18 @@ class Flag:
 
 
 def _duration_text(seconds: float) -> str:
-    return f"{int(seconds)}s" if seconds == int(seconds) else f"{int(seconds * 1000)}ms"
+    """Go's time.Duration.String() (to the millisecond)."""
+    if seconds == 0:
+        return "0s"
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
+    if seconds < 1:
+        return f"{sign}{seconds * 1000:g}ms"
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    text = f"{s:.3f}".rstrip("0").rstrip(".") + "s"
+    if h:
+        return f"{sign}{int(h)}h{int(m)}m{text}"
+    return f"{sign}{int(m)}m{text}" if m else sign + text
 
 
 @dataclass

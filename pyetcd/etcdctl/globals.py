@@ -136,22 +136,62 @@ class Context:
         if fmt not in printer.FORMATS:
             raise Exit(EXIT_BAD_FEATURE, "unsupported output format")
         self.display = printer.Printer(fmt, self.flags["hex"])
+        if self.flags["debug"]:
+            err("".join(f"ETCDCTL_{f.name.upper().replace('-', '_')}={f.value_text()}\n" for f in self.cmd.inherited()))
         from pyetcd.client import Client
 
-        self.client = Client(self.flags["endpoints"], dial_timeout=self.flags["dial-timeout"] or 2.0)
+        user, password = self.flags["user"], self.flags["password"]
+        if user and not password:
+            user, _, password = user.partition(":")
+        self.client = Client(self.flags["endpoints"], dial_timeout=self.flags["dial-timeout"] or 2.0,
+                             user=user, password=password, tls=self._tls())
         return self.client
+
+    def _tls(self):
+        from pyetcd.client import TLS
+
+        files = {}
+        for name in ("cacert", "cert", "key"):
+            path = self.flags[name]
+            if path:
+                try:
+                    with open(path, "rb") as f:
+                        files[name] = f.read()
+                except OSError as exc:
+                    raise Exit(EXIT_BAD_ARGS, f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
+        return TLS(files.get("cacert"), files.get("cert"), files.get("key")) if files else None
+
+    def call(self, method: str, request, timeout: float):
+        """One KV call; client log lines (auth, failures) as the Go client writes them."""
+        from pyetcd.errors import EtcdError
+
+        try:
+            resp = self.client.call("kv", method, request, timeout)
+        except EtcdError as exc:
+            self._log_auth()
+            raise self.rpc_failed(exc) from None
+        self._log_auth()
+        return resp
+
+    def _log_auth(self) -> None:
+        for exc in self.client.auth_errors:
+            self._warn(exc)
+        self.client.auth_errors.clear()
 
     def show(self, kind: str, resp) -> None:
         if self.display.fmt == "table":
             raise Exit(EXIT_BAD_FEATURE, "table not supported as output format")
         self.display.show(kind, resp)
 
-    def rpc_failed(self, exc) -> Exit:
-        """The Go client's retry-interceptor warning, then etcdctl's error exit."""
+    def _warn(self, exc) -> None:
+        """The Go client's retry-interceptor warning for a failed call."""
         from pyetcd.etcdctl.grpc_text import status_text
 
         first = self.flags["endpoints"][0] if self.flags["endpoints"] else ""
         target = "etcd-endpoints://0xc000322a80/" + first.split("://", 1)[-1]
         err(_zap_line("warn", "v3/retry_interceptor.go:62", "retrying of unary invoker failed", True,
                       target=target, attempt=0, error=status_text(exc, self.client)))
-        return Exit(EXIT_ERROR, exc.message)
+
+    def rpc_failed(self, exc) -> Exit:
+        self._warn(exc)
+        return Exit(EXIT_BAD_CONNECTION if getattr(exc, "during_auth", False) else EXIT_ERROR, exc.message)

@@ -167,21 +167,12 @@ def del_request(cmd: Command, args: list[str]):
 
 
 # -- running them -----------------------------------------------------------------------------
-def _unary(ctx: Context, method: str, request, timeout: float):
-    from pyetcd.errors import EtcdError
-
-    try:
-        return ctx.client.call("kv", method, request, timeout)
-    except EtcdError as exc:
-        raise ctx.rpc_failed(exc) from None
-
-
 def run_put(cmd: Command, args: list[str]) -> None:
     req = put_request(cmd, args)
     ctx = Context(cmd)
     timeout = ctx.flags["command-timeout"]  # read before the environment is applied, as etcdctl does
     ctx.connect()
-    ctx.show("put", _unary(ctx, "Put", req, timeout))
+    ctx.show("put", ctx.call("Put", req, timeout))
 
 
 def run_get(cmd: Command, args: list[str]) -> None:
@@ -189,7 +180,7 @@ def run_get(cmd: Command, args: list[str]) -> None:
     ctx = Context(cmd)
     timeout = ctx.flags["command-timeout"]
     ctx.connect()
-    resp = _unary(ctx, "Range", req, timeout)
+    resp = ctx.call("Range", req, timeout)
     if ctx.flags["count-only"] and ctx.display.fmt != "fields":
         raise Exit(EXIT_BAD_ARGS, "--count-only is only for `--write-out=fields`")
     if ctx.flags["print-value-only"]:
@@ -204,7 +195,7 @@ def run_del(cmd: Command, args: list[str]) -> None:
     ctx = Context(cmd)
     timeout = ctx.flags["command-timeout"]
     ctx.connect()
-    ctx.show("del", _unary(ctx, "DeleteRange", req, timeout))
+    ctx.show("del", ctx.call("DeleteRange", req, timeout))
 
 
 def run_compaction(cmd: Command, args: list[str]) -> None:
@@ -219,7 +210,7 @@ def run_compaction(cmd: Command, args: list[str]) -> None:
     ctx = Context(cmd)
     ctx.connect()
     req = rpc_pb2.CompactionRequest(revision=rev, physical=ctx.flags["physical"])
-    _unary(ctx, "Compact", req, ctx.flags["command-timeout"])
+    ctx.call("Compact", req, ctx.flags["command-timeout"])
     sys.stdout.write(f"compacted revision {rev}\n")
 
 

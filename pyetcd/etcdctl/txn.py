@@ -183,7 +183,6 @@ def _read_section(reader: LineReader, parse) -> list:
 
 
 def run_txn(cmd: Command, args: list[str]) -> None:
-    from pyetcd.errors import EtcdError
     from pyetcd.proto.etcdserverpb import rpc_pb2
 
     if args:
@@ -205,10 +204,7 @@ def run_txn(cmd: Command, args: list[str]) -> None:
     prompt("failure requests (get, put, del):")
     failure = _read_section(reader, parse_request)
     req = rpc_pb2.TxnRequest(compare=compares, success=success, failure=failure)
-    try:
-        resp = ctx.client.call("kv", "Txn", req, timeout=10 ** 9)  # etcdctl's txn has no deadline
-    except EtcdError as exc:
-        raise ctx.rpc_failed(exc) from None
+    resp = ctx.call("Txn", req, timeout=10 ** 9)  # etcdctl's txn has no deadline
     ctx.show("txn", resp)
 
 

@@ -121,3 +121,14 @@ def etcd_pair(tmp_path_factory) -> Iterator[tuple[Server, Server]]:
     finally:
         for server in started:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def etcd_server(tmp_path_factory) -> Iterator[Server]:
+    """One real etcd 3.5.1 member."""
+    require_ref()
+    server = start_server([ref_bin("etcd")], str(tmp_path_factory.mktemp("etcd")))
+    try:
+        yield server
+    finally:
+        server.stop()
