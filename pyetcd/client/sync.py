@@ -77,7 +77,7 @@ class Client:
                 if remaining <= 0:
                     raise c.deadline_error(self.last_connect_error)
                 try:
-                    if self.user and self._token is None and not self.auth_errors:
+                    if self.user and self.password and self._token is None and not self.auth_errors:
                         self._authenticate(idx, deadline)
                     metadata = (("token", self._token),) if self._token else None
                     resp = getattr(self._stub(idx, service), method)(

@@ -1,12 +1,13 @@
 """The etcdctl command tree and main(): runs one command, maps errors to etcdctl's exit codes."""
 from __future__ import annotations
 
+import os
 import sys
 
 from pyetcd import API_VERSION, ETCD_VERSION
 from pyetcd.etcdctl import globals as g
 from pyetcd.etcdctl.cobra import Command, CommandError, err, execute, help_command
-from pyetcd.etcdctl.command_list import COMMANDS
+from pyetcd.etcdctl.command_list import COMMANDS, GROUPS
 
 
 def _version(_cmd: Command, _args: list[str]) -> None:
@@ -20,7 +21,7 @@ def _not_built(cmd: Command, _args: list[str]) -> None:
 def build_root() -> Command:
     from pyetcd.etcdctl import kv, txn
 
-    root = Command("etcdctl", "A simple command line client for etcd3.", listing=COMMANDS, header=g.ROOT_HEADER)
+    root = Command("etcdctl", "A simple command line client for etcd3.", header=g.ROOT_HEADER)
     g.add_global_flags(root.persistent)
     root.add(kv.new_put_command(kv.run_put), kv.new_get_command(kv.run_get), kv.new_del_command(kv.run_del),
              kv.new_compaction_command(), txn.new_txn_command(),
@@ -32,8 +33,11 @@ def build_root() -> Command:
         for i, word in enumerate(words):
             child = parent.find_child(word)
             if child is None:
-                last = i == len(words) - 1
-                child = Command(word, short if last else "", run=_not_built if last else None)
+                if i == len(words) - 1:
+                    child = Command(word, short, run=_not_built)
+                else:
+                    use, group_short = GROUPS[word]
+                    child = Command(use, group_short, header=g.GROUP_HEADER)
                 parent.add(child)
             parent = child
     return root
@@ -41,6 +45,13 @@ def build_root() -> Command:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    api = os.environ.get("ETCDCTL_API", "")
+    if api == "2":
+        err("Error: the v2 command set (ETCDCTL_API=2) is not implemented by pyetcd yet\n")
+        return g.EXIT_ERROR
+    if api not in ("", "3"):
+        err(f"unsupported API version: {api}\n")
+        return g.EXIT_ERROR
     try:
         execute(build_root(), args)
         code = 0

@@ -37,9 +37,7 @@ class Command:
     parent: Optional["Command"] = None
     silence_errors: bool = False
     etcdctl_style: bool = True
-    # root only: the rows of the COMMANDS section, (path, short), for commands listed but not built here
-    listing: list[tuple[str, str]] = field(default_factory=list)
-    header: str = ""  # root only: VERSION / API VERSION block
+    header: str = ""  # shown before COMMANDS by commands with subcommands (VERSION, API VERSION)
 
     def __post_init__(self) -> None:
         self.flags.add("help", "bool", False, f"help for {self.name}", "h")
@@ -76,6 +74,14 @@ class Command:
             merged.flags.setdefault(f.name, f)
         return merged
 
+    def leaf_rows(self, prefix: str = "") -> list[tuple[str, str]]:
+        """(path below this command, summary) of every runnable command under it, sorted."""
+        rows = []
+        for child in sorted(self.children, key=lambda c: c.name):
+            path = f"{prefix}{child.name}"
+            rows += child.leaf_rows(path + " ") if child.children else [(path, child.short)]
+        return rows
+
     def find_child(self, name: str) -> Optional["Command"]:
         return next((c for c in self.children if c.name == name), None)
 
@@ -90,7 +96,7 @@ class Command:
             parts.append("\nDESCRIPTION:\n" + "\n".join("\t" + ln for ln in self.long.split("\n")) + "\n")
         if self.header:
             parts.append(self.header)
-        rows = self.listing
+        rows = self.leaf_rows()
         if rows:
             parts.append("\nCOMMANDS:\n" + "\n".join(f"\t{p}\t{s}" for p, s in rows) + "\n")
         local = sorted(list(self.flags.flags.values()) + list(self.persistent.flags.values()), key=lambda f: f.name)
@@ -145,8 +151,7 @@ def _levenshtein(a: str, b: str) -> int:
 
 
 def _suggestions(root: Command, typed: str) -> str:
-    names = sorted({p.split(" ", 1)[0] for p, _ in root.listing if p != "help"} |
-                   {c.name for c in root.children if c.name != "help"})
+    names = sorted(c.name for c in root.children if c.name != "help")
     hits = [n for n in names if _levenshtein(typed, n) <= 2 or n.lower().startswith(typed.lower())]
     return "\n\nDid you mean this?\n" + "".join(f"\t{n}\n" for n in hits) if hits else ""
 

@@ -1,4 +1,5 @@
-"""The COMMANDS section of `etcdctl --help` (etcdctl 3.5.1): every command path and its summary."""
+"""etcdctl 3.5.1's command tree as `--help` shows it: every command path and its summary,
+and the use line and summary of each command group."""
 
 COMMANDS = [
     ('alarm disarm', 'Disarms all alarms'),
@@ -51,3 +52,15 @@ COMMANDS = [
     ('version', 'Prints the version of etcdctl'),
     ('watch', 'Watches events stream on keys or prefixes'),
 ]
+
+GROUPS = {
+    "alarm": ("alarm <subcommand>", "Alarm related commands"),
+    "auth": ("auth <enable or disable>", "Enable or disable authentication"),
+    "check": ("check <subcommand>", "commands for checking properties of the etcd cluster"),
+    "endpoint": ("endpoint <subcommand>", "Endpoint related commands"),
+    "lease": ("lease <subcommand>", "Lease related commands"),
+    "member": ("member <subcommand>", "Membership related commands"),
+    "role": ("role <subcommand>", "Role related commands"),
+    "snapshot": ("snapshot <subcommand>", "Manages etcd node snapshots"),
+    "user": ("user <subcommand>", "User related commands"),
+}

@@ -50,7 +50,8 @@ def add_global_flags(fs: FlagSet) -> None:
     fs.add("discovery-srv-name", "string", "", "service name to query when using DNS discovery")
 
 
-ROOT_HEADER = f"\nVERSION:\n\t{ETCD_VERSION}\n\nAPI VERSION:\n\t{API_VERSION}\n\n"
+GROUP_HEADER = f"\nAPI VERSION:\n\t{API_VERSION}\n\n"
+ROOT_HEADER = f"\nVERSION:\n\t{ETCD_VERSION}\n" + GROUP_HEADER
 
 # Where etcdctl 3.5.1 creates its client, per command (shows in the fatal log's stack trace).
 _CLIENT_CALLERS = {"get": ("get", 64), "put": ("put", 72), "del": ("del", 49), "txn": ("txn", 53),
@@ -120,6 +121,28 @@ def apply_env(cmd: Command) -> None:
                           **{"environment-variable": f"{key}={val}"}))
 
 
+def _prompt_password() -> str:
+    """etcdctl's password prompt: no echo on a terminal; else one line of stdin."""
+    sys.stdout.write("Password: ")
+    sys.stdout.flush()
+    if os.isatty(0):
+        import getpass
+
+        password = getpass.getpass("")
+    else:
+        # etcdctl runs stty on its stdin to turn echo off, which complains when it is no terminal
+        err("stty: 'standard input': Inappropriate ioctl for device\n" * 2)
+        line = bytearray()
+        while not line.endswith(b"\n"):
+            ch = os.read(0, 1)
+            if not ch:
+                break
+            line += ch
+        password = line.decode("utf-8", "surrogateescape").rstrip("\r\n")
+    sys.stdout.write("\n")
+    return password
+
+
 class Context:
     """What a command needs once its flags are parsed: display, client, timeouts."""
 
@@ -142,7 +165,9 @@ class Context:
 
         user, password = self.flags["user"], self.flags["password"]
         if user and not password:
-            user, _, password = user.partition(":")
+            user, colon, password = user.partition(":")
+            if not colon:
+                password = _prompt_password()
         self.client = Client(self.flags["endpoints"], dial_timeout=self.flags["dial-timeout"] or 2.0,
                              user=user, password=password, tls=self._tls())
         return self.client

@@ -105,6 +105,9 @@ CASES = {
         "$ETCDCTL compaction 1 -w nope",
         "$ETCDCTL txn arg",
         "$ETCDCTL txn -w nope </dev/null",
+        "$ETCDCTL lease",
+        "$ETCDCTL help member",
+        "$ETCDCTL auth --help",
     ],
     "txn": [
         "$ETCDCTL put k v >/dev/null",
@@ -146,6 +149,13 @@ CASES = {
         "env -u ETCDCTL_ENDPOINTS $ETCDCTL --endpoints $ENDPOINT -w json put e v",
         "env -u ETCDCTL_ENDPOINTS $ETCDCTL --endpoints=127.0.0.1:1,$ENDPOINT get foo --print-value-only",
         "env -u ETCDCTL_ENDPOINTS $ETCDCTL --endpoints=127.0.0.1:1 --command-timeout=1s get foo 2>&1 | tail -1",
+        "ETCDCTL_API=4 $ETCDCTL get foo",
+        "ETCDCTL_API=3 $ETCDCTL get foo",
+        "$ETCDCTL --debug get foo 2>&1 | grep ^ETCDCTL_",
+        "$ETCDCTL --user=root get foo",
+        "echo pw | $ETCDCTL --user=root get foo",
+        "$ETCDCTL --user=root:pw --write-out=fields get foo",
+        "$ETCDCTL --cacert=/nonexistent get foo",
     ],
 }
 
