@@ -26,7 +26,8 @@ class AsyncClient:
         self.timeout = timeout
         self._channels: dict[int, grpc.aio.Channel] = {}
         self._current = 0
-        self.last_connect_error = ""
+        self.last_connect_error = ""  # endpoint of the last connection failure, and gRPC's text for it
+        self.last_connect_details = ""
 
     def _channel(self, idx: int) -> grpc.aio.Channel:
         ch = self._channels.get(idx)
@@ -83,6 +84,7 @@ class AsyncClient:
                             continue
                         raise c.map_error(err, self.last_connect_error) from None
                     self.last_connect_error = self.endpoints[idx]
+                    self.last_connect_details = err.details() or ""
                     continue
                 self._current = idx
                 return resp

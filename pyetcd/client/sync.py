@@ -30,7 +30,8 @@ class Client:
         self.timeout = timeout
         self._channels: dict[int, grpc.Channel] = {}
         self._current = 0
-        self.last_connect_error = ""
+        self.last_connect_error = ""  # endpoint of the last connection failure, and gRPC's text for it
+        self.last_connect_details = ""
 
     # -- connection management ------------------------------------------------------------
     def _channel(self, idx: int) -> grpc.Channel:
@@ -89,6 +90,7 @@ class Client:
                             continue
                         raise c.map_error(err, self.last_connect_error) from None
                     self.last_connect_error = self.endpoints[idx]
+                    self.last_connect_details = err.details() or ""
                     continue
                 self._current = idx
                 return resp

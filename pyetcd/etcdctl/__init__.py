@@ -14,6 +14,7 @@ def main(argv=None) -> None:
     interpreter shutdown only costs time for a one-shot command.
     """
     code = 1
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC core's own log lines are not etcdctl's output
     try:
         from pyetcd.etcdctl.app import main as run
 

@@ -153,23 +153,27 @@ class Context:
         self.client = None
 
     def connect(self):
-        """mustClientFromCmd: environment, display, then the client (connects lazily)."""
+        """mustClientFromCmd, in etcdctl's order: environment, debug dump, password prompt,
+        output format, TLS files, then the client (which connects lazily)."""
         apply_env(self.cmd)
-        fmt = self.flags["write-out"]
-        if fmt not in printer.FORMATS:
-            raise Exit(EXIT_BAD_FEATURE, "unsupported output format")
-        self.display = printer.Printer(fmt, self.flags["hex"])
         if self.flags["debug"]:
             err("".join(f"ETCDCTL_{f.name.upper().replace('-', '_')}={f.value_text()}\n" for f in self.cmd.inherited()))
-        from pyetcd.client import Client
-
+        if self.flags["discovery-srv"]:
+            raise Exit(EXIT_ERROR, "--discovery-srv (DNS SRV discovery) is not supported by pyetcd yet")
         user, password = self.flags["user"], self.flags["password"]
         if user and not password:
             user, colon, password = user.partition(":")
             if not colon:
                 password = _prompt_password()
+        fmt = self.flags["write-out"]
+        if fmt not in printer.FORMATS:
+            raise Exit(EXIT_BAD_FEATURE, "unsupported output format")
+        self.display = printer.Printer(fmt, self.flags["hex"])
+        tls = self._tls()
+        from pyetcd.client import Client
+
         self.client = Client(self.flags["endpoints"], dial_timeout=self.flags["dial-timeout"] or 2.0,
-                             user=user, password=password, tls=self._tls())
+                             user=user, password=password, tls=tls)
         return self.client
 
     def _tls(self):
@@ -218,5 +222,11 @@ class Context:
                       target=target, attempt=0, error=status_text(exc, self.client)))
 
     def rpc_failed(self, exc) -> Exit:
+        from pyetcd.errors import EtcdDeadlineExceeded
+        from pyetcd.etcdctl.grpc_text import status_text
+
         self._warn(exc)
-        return Exit(EXIT_BAD_CONNECTION if getattr(exc, "during_auth", False) else EXIT_ERROR, exc.message)
+        # The Go client turns etcd's own errors into their message; any other status stays "rpc error: ..."
+        known = exc.message.startswith("etcdserver: ") or isinstance(exc, EtcdDeadlineExceeded)
+        message = exc.message if known else status_text(exc, self.client)
+        return Exit(EXIT_BAD_CONNECTION if getattr(exc, "during_auth", False) else EXIT_ERROR, message)

@@ -13,6 +13,10 @@ def status_text(exc: EtcdError, client) -> str:
     desc = exc.message
     if isinstance(exc, EtcdDeadlineExceeded) and client is not None and client.last_connect_error:
         addr = client.last_connect_error.split("://", 1)[-1]
-        desc = ('latest balancer error: last connection error: connection error: desc = "transport: '
-                f'Error while dialing dial tcp {addr}: connect: connection refused"')
+        details = client.last_connect_details.lower()
+        if "ssl" in details or "handshake" in details or "certificate" in details:
+            cause = "authentication handshake failed: x509: certificate signed by unknown authority"
+        else:
+            cause = f"Error while dialing dial tcp {addr}: connect: connection refused"
+        desc = f'latest balancer error: last connection error: connection error: desc = "transport: {cause}"'
     return f"rpc error: code = {name} desc = {desc}"
