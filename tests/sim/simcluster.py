@@ -63,8 +63,9 @@ class SimNode:
         self.restarts += 1
         cfg = Config(id=self.id, storage=self.storage, rng=random.Random(self.sim.rng.getrandbits(32)),
                      election_tick=ELECTION_TICK, heartbeat_tick=HEARTBEAT_TICK,
-                     max_size_per_msg=self.sim.rng.choice([64, 256, 1 << 20]),
-                     max_inflight_msgs=self.sim.rng.choice([1, 4, 256]))
+                     max_size_per_msg=self.sim.rng.choice([1, 64, 64, 1 << 20]),
+                     max_inflight_msgs=self.sim.rng.choice([1, 4, 256]),
+                     pre_vote=self.sim.pre_vote, check_quorum=self.sim.check_quorum)
         self.node = RawNode(cfg)
         snap = self.storage.snapshot()
         self.applied, self.hash = self.sim.parse_snapshot(snap.data)
@@ -98,6 +99,8 @@ class SimNode:
             sim.check_read(self, rs.request_ctx, rs.index)
         node.advance(rd)
         self.maybe_compact()
+        if rd.committed_entries and node.raft.state is StateType.LEADER:
+            sim.on_leader_applied(self)
 
     def install_snapshot(self, snap: M.Snapshot) -> None:
         index, h = self.sim.parse_snapshot(snap.data)
@@ -180,9 +183,13 @@ class Simulation:
         self.net = Network(self)
         self.compact_every = self.rng.choice([5, 20, 1000])
         self.disk_delay = self.rng.choice([0, 1, 3])
+        self.pre_vote = self.rng.random() < 0.7
+        self.check_quorum = self.rng.random() < 0.7
         self.canonical: dict[int, tuple[int, int]] = {}  # index -> (term, chained crc)
         self.max_applied = 0
         self.max_term = 1
+        self.last_leader_term = 0
+        self.faults_on = True
         self.commit_bounds: list[int] = []  # max term in existence when commit_marks[i] was applied
         self.commit_marks: list[int] = []
         self.leaders: dict[int, int] = {}                # term -> leader id
@@ -276,8 +283,18 @@ class Simulation:
                 self.max_term = r.term
             if r.state is not StateType.LEADER:
                 continue
-            if self.leaders.setdefault(r.term, n.id) != n.id:
-                self.fail("election-safety", f"term {r.term}: leaders {self.leaders[r.term]} and {n.id}")
+            hs = n.storage.hard_state
+            if hs.term != r.term or hs.vote != n.id:
+                continue  # leadership not yet durable: a crash now would leave no trace of it
+            known = self.leaders.setdefault(r.term, n.id)
+            if known != n.id:
+                self.fail("election-safety", f"term {r.term}: leaders {known} and {n.id}")
+            if r.term > self.last_leader_term:
+                self.last_leader_term = r.term
+                self.log(f"node {n.id} leads term {r.term}")
+                self.on_new_leader(n)
+                if n.node is None:
+                    continue
             # Entries known committed before this leader's term existed must be in its log.
             k = bisect.bisect_left(self.commit_bounds, r.term) - 1
             c = self.commit_marks[k] if k >= 0 else 0
@@ -321,27 +338,30 @@ class Simulation:
 
     # ---- faults and requests ----
     def inject(self) -> None:
+        """At most one random fault or request per tick."""
         rng = self.rng
         r = rng.random()
         up = self.up_nodes()
-        if r < 0.25 and up:
-            self.propose(rng.choice(up), [self.uid(b"w") for _ in range(rng.randint(1, 3))])
-        elif r < 0.32 and up:
+        lead = self.leader()
+        if not up:
+            self.restart_one()
+        elif r < 0.25:
+            target = lead if lead is not None and rng.random() < 0.5 else rng.choice(up)
+            self.propose(target, [self.uid(b"w") for _ in range(rng.randint(1, 3))])
+        elif r < 0.32:
             self.read(rng.choice(up))
-        elif r < 0.35 and len(up) > 0:
-            victim = rng.choice(up)
+        elif r < 0.35:
+            victim = lead if lead is not None and rng.random() < 0.5 else rng.choice(up)
             self.log(f"crash {victim.id}")
             victim.crash()
         elif r < 0.40:
-            down = [n for n in self.nodes.values() if not n.up]
-            if down:
-                n = rng.choice(down)
-                self.log(f"restart {n.id}")
-                n.start()
+            self.restart_one()
         elif r < 0.42:
-            ids = list(self.nodes)
-            self.net.group = {i: rng.randrange(2) for i in ids}
-            self.log(f"partition {self.net.group}")
+            if lead is not None and rng.random() < 0.5:
+                self.isolate(lead)
+            else:
+                self.net.group = {i: rng.randrange(2) for i in self.nodes}
+                self.log(f"partition {self.net.group}")
         elif r < 0.45:
             self.net.group = {}
         elif r < 0.47:
@@ -350,14 +370,46 @@ class Simulation:
             self.net.max_delay = rng.choice([1, SUBSTEPS, 3 * SUBSTEPS])
         elif r < 0.50:
             self.conf_change()
-        elif r < 0.52 and up:
-            lead = self.leader()
-            if lead is not None:
-                target = rng.choice(list(self.nodes))
-                self.log(f"transfer leadership {lead.id} -> {target}")
-                lead.node.transfer_leader(target)
-        elif r < 0.53 and up:
+        elif r < 0.52 and lead is not None:
+            target = rng.choice(list(self.nodes))
+            self.log(f"transfer leadership {lead.id} -> {target}")
+            lead.node.transfer_leader(target)
+        elif r < 0.53:
             rng.choice(up).node.campaign()
+
+    def on_new_leader(self, n: SimNode) -> None:
+        """Cut fresh leaders off now and then: the histories of Raft's Figure 8 need leaders whose
+        first entries never leave them."""
+        if self.faults_on and self.rng.random() < 0.2:
+            if self.rng.random() < 0.5:
+                self.isolate(n)
+            else:
+                self.log(f"crash new leader {n.id}")
+                n.crash()
+
+    def on_leader_applied(self, n: SimNode) -> None:
+        """Sometimes a leader fails right after it acknowledged writes: what it committed must
+        survive it."""
+        if self.faults_on and self.rng.random() < 0.2:
+            if self.rng.random() < 0.5:
+                self.isolate(n)
+            else:
+                self.log(f"crash leader {n.id} after it applied")
+                n.crash()
+
+    def isolate(self, lead: SimNode) -> None:
+        """Partition the leader with at most a minority of the others."""
+        rng = self.rng
+        minority = rng.sample(list(self.nodes), rng.randint(0, (len(self.nodes) - 1) // 2))
+        self.net.group = {i: int(i == lead.id or i in minority) for i in self.nodes}
+        self.log(f"partition {self.net.group} (isolating leader {lead.id})")
+
+    def restart_one(self) -> None:
+        down = [n for n in self.nodes.values() if not n.up]
+        if down:
+            n = self.rng.choice(down)
+            self.log(f"restart {n.id}")
+            n.start()
 
     def propose(self, n: SimNode, datas: list[bytes]) -> bool:
         try:
@@ -412,6 +464,7 @@ class Simulation:
             self.fail("crash", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
 
     def heal(self) -> None:
+        self.faults_on = False
         self.net.group = {}
         self.net.drop = self.net.dup = 0.0
         self.net.max_delay = SUBSTEPS
@@ -425,7 +478,7 @@ class Simulation:
         proposed_term = None
         for _ in range(LIVENESS_TICKS):
             lead = self.leader()
-            if lead is not None and lead.id in lead.node.raft.prs.voters and proposed_term != lead.node.raft.term:
+            if lead is not None and proposed_term != lead.node.raft.term:
                 if self.propose(lead, [marker]):
                     proposed_term = lead.node.raft.term
             self.tick()
