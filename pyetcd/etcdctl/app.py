@@ -5,7 +5,7 @@ import os
 import sys
 
 from pyetcd import API_VERSION, ETCD_VERSION
-from pyetcd.etcdctl import globals as g
+from pyetcd.etcdctl import runtime as g
 from pyetcd.etcdctl.cobra import Command, CommandError, err, execute, help_command
 from pyetcd.etcdctl.command_list import COMMANDS, GROUPS
 

@@ -10,7 +10,7 @@ from typing import Callable
 
 from pyetcd.etcdctl import gofmt
 from pyetcd.etcdctl.cobra import Command
-from pyetcd.etcdctl.globals import EXIT_BAD_ARGS, EXIT_BAD_FEATURE, EXIT_ERROR, Context, Exit
+from pyetcd.etcdctl.runtime import EXIT_BAD_ARGS, EXIT_BAD_FEATURE, EXIT_ERROR, Context, Exit
 
 Run = Callable[[Command, list[str]], None]
 

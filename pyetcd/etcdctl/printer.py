@@ -107,7 +107,7 @@ class Printer:
         return lines
 
     def show(self, kind: str, resp) -> None:
-        """Print a get/put/del/txn response; returns False for -w table (not supported for KV)."""
+        """Print a get/put/del/txn response in this format (the caller rejects -w table for KV)."""
         if self.fmt == "simple":
             write(self._simple(kind, resp))
         elif self.fmt == "json":

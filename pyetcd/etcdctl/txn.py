@@ -12,7 +12,7 @@ import sys
 
 from pyetcd.etcdctl import gofmt
 from pyetcd.etcdctl.cobra import Command, CommandError, execute
-from pyetcd.etcdctl.globals import EXIT_BAD_ARGS, EXIT_INVALID_INPUT, Context, Exit
+from pyetcd.etcdctl.runtime import EXIT_BAD_ARGS, EXIT_INVALID_INPUT, Context, Exit
 
 # Go's RE2 \s is ASCII whitespace without \v.
 _ARG = re.compile(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'|[^\'"\t\n\f\r ][^\t\n\f\r ]*')

@@ -5,7 +5,7 @@ import pytest
 
 from pyetcd.etcdctl import gofmt
 from pyetcd.etcdctl.flags import FlagError, FlagSet, pflag_usages
-from pyetcd.etcdctl.globals import Exit
+from pyetcd.etcdctl.runtime import Exit
 from pyetcd.etcdctl.txn import GoPanic, argify, parse_compare
 
 
