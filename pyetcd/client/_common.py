@@ -26,7 +26,7 @@ STUBS = {
 
 
 def channel_options(dial_timeout: float) -> list[tuple[str, int]]:
-    """Connection knobs close to etcd's Go client (keepalive 2s/6s, unlimited receive).
+    """Connection knobs close to etcd's Go client (keepalive 2s/6s, 2 MiB send, unlimited receive).
 
     gRPC gives up a connection attempt after max(backoff, min_reconnect_backoff): setting the
     latter to the dial timeout makes a call on an unreachable endpoint fail (UNAVAILABLE) after
@@ -35,6 +35,7 @@ def channel_options(dial_timeout: float) -> list[tuple[str, int]]:
     return [
         ("grpc.keepalive_time_ms", 2000),
         ("grpc.keepalive_timeout_ms", 6000),
+        ("grpc.max_send_message_length", 2 * 1024 * 1024),
         ("grpc.max_receive_message_length", -1),
         ("grpc.min_reconnect_backoff_ms", max(int(dial_timeout * 1000), 1)),
         ("grpc.initial_reconnect_backoff_ms", 100),
