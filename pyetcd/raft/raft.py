@@ -104,7 +104,11 @@ class Raft:
         return m
 
     def promotable(self) -> bool:
-        return self.id in self.prs.voters
+        """Voters campaign, learners never. A member removed from the voters may still campaign:
+        its log can be longer than every remaining voter's (entries appended after its removal
+        entry), and then only it can win; as leader it hands leadership to a voter at once."""
+        prs = self.prs
+        return self.id in prs.voters or (bool(prs.voters) and self.id not in prs.learners)
 
     def hard_state(self) -> raft_pb2.HardState:
         return raft_pb2.HardState(term=self.term, vote=self.vote, commit=self.log.committed)
@@ -159,6 +163,8 @@ class Raft:
         self.pending_conf_index = self.log.last_index()
         # An entry of the new term: committing it commits everything before it.
         self._append_entries([b""])
+        if self.id not in self.prs.voters:
+            self._hand_off()
 
     # ---- ticks ----
     def tick(self) -> None:
@@ -424,9 +430,11 @@ class Raft:
         return True
 
     def bcast_append(self) -> None:
+        """Send every member what it misses; fill the in-flight window of those replicating."""
         for node in self.prs.progress:
-            if node != self.id:
-                self._send_append(node)
+            if node != self.id and self._send_append(node):
+                while self._send_append(node, send_empty=False):
+                    pass
 
     def bcast_heartbeat(self) -> None:
         ctx = self.reads.round_ctx
