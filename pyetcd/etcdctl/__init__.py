@@ -15,6 +15,9 @@ def main(argv=None) -> None:
     """
     code = 1
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC core's own log lines are not etcdctl's output
+    import signal
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # a closed stdout ends the process, as it does a Go program
     try:
         from pyetcd.etcdctl.app import main as run
 

@@ -19,10 +19,13 @@ class CommandError(Exception):
 
 def out(text: str) -> None:
     sys.stdout.write(text)
+    sys.stdout.flush()  # keep stdout and stderr in the order etcdctl writes them
 
 
 def err(text: str) -> None:
+    sys.stdout.flush()
     sys.stderr.write(text)
+    sys.stderr.flush()
 
 
 @dataclass
@@ -81,6 +84,12 @@ class Command:
             path = f"{prefix}{child.name}"
             rows += child.leaf_rows(path + " ") if child.children else [(path, child.short)]
         return rows
+
+    def lookup_flags(self) -> FlagSet:
+        """The flags cobra knows while it looks up a command: -h/--help is added only later."""
+        fs = FlagSet()
+        fs.flags = {k: f for k, f in self.flagset().flags.items() if k != "help"}
+        return fs
 
     def find_child(self, name: str) -> Optional["Command"]:
         return next((c for c in self.children if c.name == name), None)
@@ -160,7 +169,7 @@ def find(root: Command, args: list[str]) -> tuple[Command, list[str]]:
     """cobra's Find: the command named by args (flags skipped) and the args left for it."""
     cmd = root
     while True:
-        words = _strip_flags(args, cmd.flagset())
+        words = _strip_flags(args, cmd.lookup_flags())
         nxt = cmd.find_child(words[0]) if words else None
         if nxt is None:
             break
@@ -168,7 +177,7 @@ def find(root: Command, args: list[str]) -> tuple[Command, list[str]]:
         args.remove(words[0])
         cmd = nxt
     if cmd.children and cmd.parent is None:
-        words = _strip_flags(args, cmd.flagset())
+        words = _strip_flags(args, cmd.lookup_flags())
         if words:
             raise _UnknownCommand(cmd, f'unknown command "{words[0]}" for "{cmd.path()}"' + _suggestions(cmd, words[0]))
     return cmd, args
