@@ -298,7 +298,7 @@ class Raft:
             self._check_quorum()
             return
         if t == M.MsgProp:
-            self._leader_propose(list(m.entries))
+            self._leader_propose(list(m.entries), local=m.from_ == self.id)
             return
         if t == M.MsgReadIndex:
             self._leader_read_index(m)
@@ -329,14 +329,16 @@ class Raft:
         elif t == M.MsgTransferLeader:
             self._leader_transfer(m.from_, pr)
 
-    def _leader_propose(self, entries: list[Entry]) -> None:
+    def _leader_propose(self, entries: list[Entry], local: bool) -> None:
         if self.id not in self.prs.progress or self.lead_transferee:
             raise ProposalDropped("raft proposal dropped")
         datas = []
         for e in entries:
             if e.type == M.EntryConfChange:
                 if self.pending_conf_index > self.log.applied:
-                    e = Entry()  # one change at a time: this one becomes a no-op
+                    if local:
+                        raise ProposalDropped("a configuration change is already pending")
+                    e = Entry()  # one change at a time: a forwarded one becomes a no-op
                 else:
                     self.pending_conf_index = self.log.last_index() + len(datas) + 1
             datas.append(e)

@@ -1,6 +1,6 @@
 """RawNode: the server's handle on Raft — feed it time, messages and requests; take Ready batches.
 
-The server's loop (see pyetcd/raft/__init__.py for the contract):
+The server's loop (pyetcd/raft/__init__.py states the whole contract):
 
     rd = node.ready()            # only when node.has_ready()
     persist rd.snapshot, rd.entries, rd.hard_state   (WAL, fsync if rd.must_sync)

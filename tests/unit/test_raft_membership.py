@@ -1,6 +1,8 @@
 """Raft membership changes: one at a time, applied when the entry is applied."""
+import pytest
+
 from pyetcd.proto.raftpb import raft_pb2 as M
-from pyetcd.raft import MemoryStorage, StateType
+from pyetcd.raft import MemoryStorage, ProposalDropped, StateType
 from raft_net import Net
 
 
@@ -84,12 +86,16 @@ def test_one_change_at_a_time():
     net.elect(1)
     net.cut = {2, 3}  # nothing commits: the first change stays pending
     net.nodes[1].propose_conf_change(M.ConfChange(type=M.ConfChangeRemoveNode, node_id=3))
-    net.nodes[1].propose_conf_change(M.ConfChange(type=M.ConfChangeRemoveNode, node_id=2))
+    with pytest.raises(ProposalDropped):
+        net.nodes[1].propose_conf_change(M.ConfChange(type=M.ConfChangeRemoveNode, node_id=2))
     net.pump()
+    net.cut = {3}
+    net.nodes[2].propose_conf_change(M.ConfChange(type=M.ConfChangeRemoveNode, node_id=2))
+    net.pump()  # forwarded from 2 while the first is pending: it becomes an empty entry
     net.cut = set()
     net.tick(2)
     applied = [e for e in net.applied[1] if e.index > 2]
-    assert [e.type for e in applied] == [M.EntryConfChange, M.EntryNormal]  # second one: a no-op
+    assert [e.type for e in applied] == [M.EntryConfChange, M.EntryNormal]
     assert net.raft(1).prs.voters == {1, 2}
 
 
