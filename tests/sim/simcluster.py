@@ -32,6 +32,8 @@ SUBSTEPS = 3            # network/disk steps per tick
 ELECTION_TICK = 10
 HEARTBEAT_TICK = 2
 LIVENESS_TICKS = 40 * ELECTION_TICK
+P_NEW_LEADER_FAILS = 0.5           # a leader is cut off or crashes as soon as it is elected
+P_LEADER_FAILS_AFTER_APPLY = 0.5   # ... or right after it applied (acknowledged) entries
 
 
 class SimFailure(Exception):
@@ -46,7 +48,7 @@ def chain(h: int, e: M.Entry) -> int:
 
 @dataclass
 class Options:
-    fault_ticks: int = 120
+    fault_ticks: int = 300
     max_members: int = 5
     verbose: bool = False
 
@@ -380,7 +382,7 @@ class Simulation:
     def on_new_leader(self, n: SimNode) -> None:
         """Cut fresh leaders off now and then: the histories of Raft's Figure 8 need leaders whose
         first entries never leave them."""
-        if self.faults_on and self.rng.random() < 0.2:
+        if self.faults_on and self.rng.random() < P_NEW_LEADER_FAILS:
             if self.rng.random() < 0.5:
                 self.isolate(n)
             else:
@@ -390,7 +392,7 @@ class Simulation:
     def on_leader_applied(self, n: SimNode) -> None:
         """Sometimes a leader fails right after it acknowledged writes: what it committed must
         survive it."""
-        if self.faults_on and self.rng.random() < 0.2:
+        if self.faults_on and self.rng.random() < P_LEADER_FAILS_AFTER_APPLY:
             if self.rng.random() < 0.5:
                 self.isolate(n)
             else:

@@ -2,7 +2,7 @@
 
 Environment:
   PYETCD_SIM_SEED=1234   replay only seed 1234 (a failure prints a trace of the run)
-  PYETCD_SIM_SEEDS=N     how many seeds (default 6000), PYETCD_SIM_START=S the first one
+  PYETCD_SIM_SEEDS=N     how many seeds (default 5000), PYETCD_SIM_START=S the first one
 Or: python tests/sim/run.py --seed 1234 -v
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from run import run_many
 from simcluster import Options, SimFailure, run_seed
 
-SEEDS = int(os.environ.get("PYETCD_SIM_SEEDS", "6000"))
+SEEDS = int(os.environ.get("PYETCD_SIM_SEEDS", "5000"))
 START = int(os.environ.get("PYETCD_SIM_START", "0"))
 ONE_SEED = os.environ.get("PYETCD_SIM_SEED")
 
