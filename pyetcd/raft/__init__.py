@@ -67,7 +67,7 @@ Output: Ready
                       no-op at the start of each term; EntryConfChange: data is a ConfChange)
     messages          raftpb.Message to send to m.to
     read_states       [ReadState(index, request_ctx)]
-    must_sync         entries or term/vote changed: fsync before sending messages
+    must_sync         entries, snapshot, term or vote changed: fsync before sending messages
 
 The server's obligations, in this order, for each Ready:
   1. persist: snapshot (file + WAL marker, storage.apply_snapshot), then entries and hard_state

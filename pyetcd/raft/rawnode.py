@@ -38,7 +38,7 @@ class Ready:
     snapshot: raft_pb2.Snapshot | None       # persist and install
     committed_entries: list[raft_pb2.Entry]  # apply, in order
     messages: list[raft_pb2.Message]         # send AFTER persisting this Ready's state
-    must_sync: bool = field(default=False)   # entries or term/vote changed: fsync before sending
+    must_sync: bool = field(default=False)   # entries, snapshot or term/vote changed: fsync first
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,8 @@ class RawNode:
             committed_entries=log.next_committed(),
             messages=r.msgs,
         )
-        rd.must_sync = bool(rd.entries) or (hard_changed and (hard.term != prev.term or hard.vote != prev.vote))
+        rd.must_sync = (bool(rd.entries) or rd.snapshot is not None
+                        or (hard_changed and (hard.term != prev.term or hard.vote != prev.vote)))
         r.msgs = []
         r.read_states = []
         self._in_flight = rd
