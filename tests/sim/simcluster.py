@@ -147,6 +147,7 @@ class Network:
 
     def send(self, m: M.Message) -> None:
         rng = self.sim.rng
+        m = M.Message.FromString(m.SerializeToString())  # what a real transport does
         copies = 2 if self.dup and rng.random() < self.dup else 1
         for _ in range(copies):
             if not self.connected(m.from_, m.to) or (self.drop and rng.random() < self.drop):
