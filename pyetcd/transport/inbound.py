@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 
 from pyetcd.transport.common import Context, Rejection
@@ -17,6 +18,7 @@ class Inbound:
         self.ctx = ctx
         self.connections: set[InboundProtocol] = set()
         self.streams: dict[int, InboundProtocol] = {}
+        self.received_bytes: collections.Counter[int] = collections.Counter()  # by sender, streams only
 
     def protocol(self) -> "InboundProtocol":
         return InboundProtocol(self)
@@ -66,6 +68,7 @@ class InboundProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._stream:
+            self.registry.received_bytes[self.peer_id] += len(data)  # type: ignore[index]
             self._frames(data)
         elif self._snapshot is not None:
             self._snapshot.feed_data(data)

@@ -73,6 +73,7 @@ class PeerStream:
         self.queue: collections.deque[bytes] = collections.deque()
         self.queued_bytes = 0
         self.sent = 0
+        self.sent_bytes = 0
         self.dropped = 0
         self.active_since: float | None = None
         self._loop = asyncio.get_running_loop()
@@ -118,9 +119,11 @@ class PeerStream:
         items = list(self.queue)
         self.queue.clear()
         self.queued_bytes = 0
+        payload = frames(items)
         self.sent += len(items)
+        self.sent_bytes += len(payload)
         assert proto.transport is not None
-        proto.transport.write(frames(items))
+        proto.transport.write(payload)
 
     def _drop(self) -> None:
         self.dropped += 1

@@ -26,9 +26,11 @@ from pyetcd.transport.wire import parse_url
 @dataclass(frozen=True)
 class PeerStats:
     active: bool
-    queued: int     # messages waiting to be written
-    sent: int       # messages handed to the socket
-    dropped: int    # messages dropped because the queue was full
+    queued: int          # messages waiting to be written
+    sent: int            # messages handed to the socket
+    sent_bytes: int      # bytes of those, with framing
+    dropped: int         # messages dropped because the queue was full
+    received_bytes: int  # bytes this peer streamed to us, with framing
 
 
 class PeerTransport:
@@ -39,10 +41,16 @@ class PeerTransport:
     - ``on_snapshot(from_id, metadata, path)``: awaited once a snapshot has fully arrived in the
       temporary file ``path``; returning accepts it (move the file away to keep it, it is deleted
       afterwards), raising refuses it. ``None``: snapshots are refused.
-    - ``on_unreachable(peer_id)``: a connection round to the peer failed or its stream broke
-      (tell Raft ``ReportUnreachable``).
+    - ``on_unreachable(peer_id)``: a connection round to the peer (every URL once) failed, or
+      its stream broke; repeats once per back-off delay while the peer stays down (tell Raft
+      ``ReportUnreachable``).
     - ``on_rejected(Rejection)``: a handshake was refused (cluster ID mismatch, connection meant
-      for another member, member removed), either by a peer (``inbound=False``) or by us.
+      for another member, member removed), either by a peer (``inbound=False``: e.g. we were
+      removed, or joined the wrong cluster) or by us.
+
+    Inbound connections are accepted from any member id of our cluster that was not removed,
+    including ids not (yet) added as peers: a member learns of a new member only when it applies
+    the configuration change, and the new member may speak first.
     """
 
     def __init__(self, member_id: int, cluster_id: int, *, on_message: MessageHandler,
@@ -102,7 +110,10 @@ class PeerTransport:
             self._peers[peer_id] = PeerStream(self._ctx, peer_id, urls)
 
     def update_peer(self, peer_id: int, urls: list[str]) -> None:
-        """New peer URLs; the stream moves if its current URL is no longer among them."""
+        """New peer URLs; the stream moves if its current URL is no longer among them.
+
+        KeyError for a peer that was never added (or was removed).
+        """
         self._peers[peer_id].update(urls)
 
     def remove_peer(self, peer_id: int) -> None:
@@ -171,7 +182,8 @@ class PeerTransport:
         peer = self._peers.get(peer_id)
         if peer is None:
             return None
-        return PeerStats(peer.active_since is not None, len(peer.queue), peer.sent, peer.dropped)
+        return PeerStats(peer.active_since is not None, len(peer.queue), peer.sent, peer.sent_bytes, peer.dropped,
+                         self._inbound.received_bytes[peer_id])
 
     # -- shutdown ---------------------------------------------------------------------------------
 

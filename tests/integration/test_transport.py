@@ -108,7 +108,10 @@ async def test_messages_arrive_in_order_per_peer(members):
                 and len(a.got[3]) == 2000)
     assert b.got[1] == expect and c.got[1] == expect
     assert b.got[3] == [b"c%d" % i for i in range(2000)] == a.got[3]
-    assert a.t.is_active(2) and a.t.is_active(3) and a.t.stats(2).sent == 2000
+    assert a.t.is_active(2) and a.t.is_active(3) and a.t.active_since(2) is not None
+    stats = a.t.stats(2)
+    assert stats.sent == 2000 and stats.sent_bytes == sum(4 + len(m) for m in expect) and stats.dropped == 0
+    assert b.t.stats(1).received_bytes == stats.sent_bytes
 
 
 async def test_large_and_empty_messages(members):
