@@ -25,6 +25,7 @@ class TransportOptions:
     max_frame_bytes: int = 64 << 20    # a larger frame closes the connection as garbage
     write_buffer_high: int = 1 << 20   # socket buffer above which a peer's queue holds its messages
     snapshot_chunk_bytes: int = 1 << 20
+    snapshot_idle_timeout: float = 30.0  # each step of a snapshot transfer, the verdict included
     snapshot_dir: str | None = None    # where received snapshots are spooled (default: tempdir)
 
 

@@ -43,13 +43,18 @@ async def receive_snapshot(ctx: Context, sender: int, reader: asyncio.StreamRead
                            transport: asyncio.Transport) -> None:
     path = None
     fields = {"remote-peer-id": f"{sender:x}"}
+    limit, idle = ctx.options.max_frame_bytes, ctx.options.snapshot_idle_timeout
     try:
-        limit = ctx.options.max_frame_bytes
-        metadata = await _read_frame(reader, limit)
+        async with asyncio.timeout(idle):
+            metadata = await _read_frame(reader, limit)
         fd, path = tempfile.mkstemp(prefix=f"snapshot-{sender:x}-", suffix=".tmp", dir=ctx.options.snapshot_dir)
         size = 0
         with os.fdopen(fd, "wb") as f:
-            while chunk := await _read_frame(reader, limit):
+            while True:
+                async with asyncio.timeout(idle):
+                    chunk = await _read_frame(reader, limit)
+                if not chunk:
+                    break
                 await asyncio.to_thread(f.write, chunk)
                 size += len(chunk)
         ctx.log(logging.INFO, "received snapshot", size=size, **fields)
@@ -63,7 +68,7 @@ async def receive_snapshot(ctx: Context, sender: int, reader: asyncio.StreamRead
             transport.write(encode_status(Status.FAILED, f"snapshot refused: {e}"))
         else:
             transport.write(encode_status(Status.OK))
-    except (asyncio.IncompleteReadError, ConnectionError, ValueError, OSError) as e:
+    except (asyncio.IncompleteReadError, ConnectionError, ValueError, OSError, TimeoutError) as e:
         ctx.log(logging.WARNING, "failed to receive snapshot", error=str(e) or type(e).__name__, **fields)
     finally:
         transport.close()
@@ -90,6 +95,7 @@ async def send_snapshot(ctx: Context, peer_id: int, urls: list[PeerURL], metadat
                         source: SnapshotSource) -> bool:
     """Stream one snapshot to the first of ``urls`` that answers; True once the peer accepted it."""
     fields = {"remote-peer-id": f"{peer_id:x}"}
+    idle = ctx.options.snapshot_idle_timeout
     errors = []
     for url in urls:
         tls = ctx.ssl_client if url.tls else None
@@ -111,9 +117,11 @@ async def send_snapshot(ctx: Context, peer_id: int, urls: list[PeerURL], metadat
             async for chunk in _chunks(source, ctx.options.snapshot_chunk_bytes):
                 writer.write(frame(chunk))
                 size += len(chunk)
-                await writer.drain()
+                async with asyncio.timeout(idle):
+                    await writer.drain()
             writer.write(frame(b""))
-            status, text = await _read_status(reader)
+            async with asyncio.timeout(idle):
+                status, text = await _read_status(reader)
             if status is not Status.OK:
                 ctx.log(logging.WARNING, "peer refused snapshot", error=text, **fields)
                 return False

@@ -372,3 +372,32 @@ async def test_stop_leaves_nothing_running(tmp_path):
     assert await snap is False
     assert asyncio.all_tasks() - before == {asyncio.current_task()} - before
     assert not list(tmp_path.iterdir())
+
+
+async def test_stalled_snapshot_transfers_time_out(members, tmp_path):
+    """A receiver whose handler never finishes, and a sender that stops sending: both give up."""
+    options = TransportOptions(snapshot_idle_timeout=0.3, backoff_initial=0.01, backoff_max=0.05)
+    stuck = asyncio.Event()
+
+    async def never(sender, metadata, path):
+        await stuck.wait()
+
+    (a,) = await members(1, options=options)
+    (b,) = await members(2, options=TransportOptions(snapshot_idle_timeout=0.3, snapshot_dir=str(tmp_path)),
+                         on_snapshot=never)
+    connect(a, b)
+    path = tmp_path / "snap"
+    path.write_bytes(b"x" * 1000)
+    assert not await a.t.send_snapshot(2, b"meta", str(path))  # verdict never came
+
+    async def stalls():
+        yield b"first"
+        await asyncio.Event().wait()
+
+    send = asyncio.create_task(a.t.send_snapshot(2, b"meta", stalls()))
+    await until(lambda: len(list(tmp_path.glob("snapshot-*"))) == 2, what="second spool file")
+    # the receiver gives up on the silent sender and removes its spool file
+    await until(lambda: len(list(tmp_path.glob("snapshot-*"))) == 1, what="idle receiver to give up")
+    send.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await send
