@@ -114,6 +114,24 @@ def txn_request(compare: Iterable[rpc_pb2.Compare] = (), success: Iterable = (),
                               failure=[request_op(o) for o in failure])
 
 
+# Calls the Go client retries on another endpoint when a member answers UNAVAILABLE with an etcd
+# error ("etcdserver: no leader", ...): the read-only ones (its "repeatable" retry policy). Writes
+# are only retried when they never reached a member (a connection error).
+REPEATABLE = frozenset({
+    ("kv", "Range"), ("cluster", "MemberList"),
+    ("maintenance", "Alarm"), ("maintenance", "Status"), ("maintenance", "Hash"), ("maintenance", "HashKV"),
+    ("lease", "LeaseGrant"), ("lease", "LeaseRevoke"), ("lease", "LeaseTimeToLive"), ("lease", "LeaseLeases"),
+    ("auth", "AuthStatus"), ("auth", "UserGet"), ("auth", "UserList"), ("auth", "RoleGet"), ("auth", "RoleList"),
+})
+
+
+def try_next_endpoint(service: str, method: str, err: grpc.RpcError) -> bool:
+    """Whether a failed call goes on to the next endpoint (until its deadline) instead of failing."""
+    if err.code() != grpc.StatusCode.UNAVAILABLE:
+        return False
+    return is_connection_error(err) or (service, method) in REPEATABLE
+
+
 def is_connection_error(err: grpc.RpcError) -> bool:
     """UNAVAILABLE from the transport (not etcd's own 'etcdserver: ...' UNAVAILABLE errors)."""
     return err.code() == grpc.StatusCode.UNAVAILABLE and not (err.details() or "").startswith("etcdserver:")
@@ -134,6 +152,14 @@ def deadline_error(last_connect_error: str) -> EtcdDeadlineExceeded:
     exc = EtcdDeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED.value[0], DEADLINE_MESSAGE)
     exc.connect_error = last_connect_error
     return exc
+
+
+def call_targets(endpoints: list[str], current: int, endpoint: Optional[str]) -> list[str]:
+    """The endpoints one round of a call tries: all, starting at the current one, or just ``endpoint``."""
+    if endpoint is not None:
+        return [endpoint]
+    n = len(endpoints)
+    return [endpoints[(current + i) % n] for i in range(n)]
 
 
 def normalize_endpoints(endpoints: Union[str, Sequence[str]]) -> list[str]:

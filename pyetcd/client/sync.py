@@ -28,30 +28,30 @@ class Client:
         self.auth_errors: list = []  # non-fatal Authenticate failures (auth not enabled)
         self.dial_timeout = dial_timeout
         self.timeout = timeout
-        self._channels: dict[int, grpc.Channel] = {}
+        self._channels: dict[str, grpc.Channel] = {}
         self._current = 0
         self.last_connect_error = ""  # endpoint of the last connection failure, and gRPC's text for it
         self.last_connect_details = ""
 
     # -- connection management ------------------------------------------------------------
-    def _channel(self, idx: int) -> grpc.Channel:
-        ch = self._channels.get(idx)
+    def _channel(self, endpoint: str) -> grpc.Channel:
+        ch = self._channels.get(endpoint)
         if ch is None:
-            target, secure = c.grpc_target(self.endpoints[idx])
+            target, secure = c.grpc_target(endpoint)
             if secure or self.tls:
                 creds = (self.tls or c.TLS()).credentials()
                 ch = grpc.secure_channel(target, creds, options=c.channel_options(self.dial_timeout))
             else:
                 ch = grpc.insecure_channel(target, options=c.channel_options(self.dial_timeout))
-            self._channels[idx] = ch
+            self._channels[endpoint] = ch
         return ch
 
-    def _stub(self, idx: int, service: str):
-        return getattr(rpc_pb2_grpc, c.STUBS[service])(self._channel(idx))
+    def _stub(self, endpoint: str, service: str):
+        return getattr(rpc_pb2_grpc, c.STUBS[service])(self._channel(endpoint))
 
     def __getattr__(self, name: str):
         if name in c.STUBS:
-            return self._stub(self._current, name)
+            return self._stub(self.endpoints[self._current], name)
         raise AttributeError(name)
 
     def close(self) -> None:
@@ -65,34 +65,39 @@ class Client:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def call(self, service: str, method: str, request, timeout: Optional[float] = None):
-        """Run one unary RPC with failover across the endpoints until the deadline."""
+    def call(self, service: str, method: str, request, timeout: Optional[float] = None,
+             endpoint: Optional[str] = None):
+        """Run one unary RPC with failover across the endpoints until the deadline.
+
+        With ``endpoint`` the call goes to that member only (as the Go client's per-endpoint
+        Maintenance calls), waiting for it until the deadline.
+        """
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         backoff = 0.02
         retried_auth = False
-        n = len(self.endpoints)
         while True:
-            for i in range(n):
-                idx = (self._current + i) % n
+            for ep in c.call_targets(self.endpoints, self._current, endpoint):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise c.deadline_error(self.last_connect_error)
                 try:
                     if self.user and self.password and self._token is None and not self.auth_errors:
-                        self._authenticate(idx, deadline)
+                        self._authenticate(ep, deadline)
                     metadata = (("token", self._token),) if self._token else None
-                    resp = getattr(self._stub(idx, service), method)(
+                    resp = getattr(self._stub(ep, service), method)(
                         request, timeout=deadline - time.monotonic(), metadata=metadata)
                 except grpc.RpcError as err:
-                    if not c.is_connection_error(err):
+                    if not c.try_next_endpoint(service, method, err):
                         if err.details() == c.INVALID_TOKEN and self._token and not retried_auth:
                             self._token, retried_auth = None, True  # expired token: log in again
                             continue
                         raise c.map_error(err, self.last_connect_error) from None
-                    self.last_connect_error = self.endpoints[idx]
-                    self.last_connect_details = err.details() or ""
+                    if c.is_connection_error(err):
+                        self.last_connect_error = ep
+                        self.last_connect_details = err.details() or ""
                     continue
-                self._current = idx
+                if endpoint is None:
+                    self._current = self.endpoints.index(ep)
                 return resp
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -100,11 +105,11 @@ class Client:
             time.sleep(min(backoff, remaining))
             backoff = min(backoff * 2, 0.5)
 
-    def _authenticate(self, idx: int, deadline: float) -> None:
+    def _authenticate(self, endpoint: str, deadline: float) -> None:
         """Get a token for user/password; 'authentication is not enabled' is noted, not raised."""
         req = rpc_pb2.AuthenticateRequest(name=self.user, password=self.password)
         try:
-            self._token = (self._stub(idx, "auth").Authenticate(req, timeout=deadline - time.monotonic())).token
+            self._token = (self._stub(endpoint, "auth").Authenticate(req, timeout=deadline - time.monotonic())).token
         except grpc.RpcError as err:
             if c.is_connection_error(err):
                 raise

@@ -1,6 +1,7 @@
 """Go standard-library behaviours etcdctl's output and errors depend on: strconv, time, tabwriter."""
 from __future__ import annotations
 
+import math
 import re
 
 _BASES = {"0x": 16, "0X": 16, "0o": 8, "0O": 8, "0b": 2, "0B": 2}
@@ -40,6 +41,59 @@ def parse_int(s: str, base: int = 10, bits: int = 64) -> int:
     if not -(1 << (bits - 1)) <= value < (1 << (bits - 1)):
         raise fail("value out of range")
     return value
+
+
+def parse_uint(s: str, base: int = 16) -> int:
+    """strconv.ParseUint(s, base, 64) for a fixed base (no sign, no prefix, no underscores)."""
+    def fail(why: str) -> GoError:
+        return GoError(f'strconv.ParseUint: parsing "{go_quote_str(s)}": {why}')
+
+    try:
+        if not s or not all(ch.isascii() and ch.isalnum() for ch in s):
+            raise ValueError
+        value = int(s, base)
+    except ValueError:
+        raise fail("invalid syntax") from None
+    if value >= 1 << 64:
+        raise fail("value out of range")
+    return value
+
+
+def duration_string(seconds: float) -> str:
+    """time.Duration.String(): 4.843957ms, 1.5s, 2m3.000000001s, 0s."""
+    ns = round(seconds * 1e9)
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
+    if ns < 1000:
+        return f"{sign}{ns}ns"
+    if ns < 1_000_000_000:
+        unit, scale = ("\u00b5s", 1000) if ns < 1_000_000 else ("ms", 1_000_000)
+        return sign + _decimal(ns, scale) + unit
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    text = _decimal(rest, 1_000_000_000) + "s"
+    if hours or minutes:
+        text = f"{minutes}m" + text
+    if hours:
+        text = f"{hours}h" + text
+    return sign + text
+
+
+def _decimal(value: int, scale: int) -> str:
+    whole, frac = divmod(value, scale)
+    digits = str(frac).rjust(len(str(scale)) - 1, "0").rstrip("0")
+    return f"{whole}.{digits}" if digits else str(whole)
+
+
+def humanize_bytes(n: int) -> str:
+    """go-humanize's Bytes (SI units): 20 kB, 1.2 MB, 512 B."""
+    if n < 10:
+        return f"{n} B"
+    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"]
+    exp = int(math.floor(math.log(n) / math.log(1000)))
+    val = math.floor(n / 1000 ** exp * 10 + 0.5) / 10
+    return f"{val:.0f} {units[exp]}" if val >= 10 else f"{val:.1f} {units[exp]}"
 
 
 def parse_bool(s: str) -> bool:

@@ -15,6 +15,15 @@ def write(data: bytes) -> None:
     sys.stdout.buffer.write(data)
 
 
+_GO_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def go_dumps(value) -> str:
+    """encoding/json.Marshal's text: compact, UTF-8, HTML characters escaped."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return "".join(_GO_JSON_ESCAPES.get(ch, ch) for ch in text)
+
+
 def go_json(msg) -> dict:
     """encoding/json of the Go struct generated for a protobuf message (omitempty everywhere)."""
     out: dict = {}
@@ -111,7 +120,7 @@ class Printer:
         if self.fmt == "simple":
             write(self._simple(kind, resp))
         elif self.fmt == "json":
-            write(json.dumps(go_json(resp), separators=(",", ":")).encode() + b"\n")
+            write(go_dumps(go_json(resp)).encode("utf-8", "surrogateescape") + b"\n")
         elif self.fmt == "fields":
             write("".join(line + "\n" for line in self._fields(kind, resp)).encode("utf-8", "surrogateescape"))
         elif self.fmt == "protobuf":

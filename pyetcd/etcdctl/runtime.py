@@ -19,9 +19,10 @@ EXIT_BAD_ARGS = 128
 
 
 class Exit(Exception):
-    """Print 'Error: <message>' on stderr and exit with code (etcdctl's ExitWithError)."""
+    """Print 'Error: <message>' on stderr and exit with code (etcdctl's ExitWithError); no line
+    when message is None (etcdctl's plain os.Exit)."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str | None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -58,7 +59,7 @@ _CLIENT_CALLERS = {"get": ("get", 64), "put": ("put", 72), "del": ("del", 49), "
                    "compaction": ("compaction", 55)}
 
 
-def _zap_line(level: str, caller: str, msg: str, iso_ts: bool, **fields) -> str:
+def _zap_line(level: str, caller: str, msg: str, iso_ts: bool, logger: str = "", **fields) -> str:
     now = time.time()
     if iso_ts:
         t = time.localtime(now)
@@ -66,7 +67,7 @@ def _zap_line(level: str, caller: str, msg: str, iso_ts: bool, **fields) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", t) + ".%03d" % (int(now * 1000) % 1000) + ("Z" if off == "+0000" else off)
         head = {"level": level, "ts": ts, "logger": "etcd-client", "caller": caller, "msg": msg}
     else:
-        head = {"level": level, "ts": now, "caller": caller, "msg": msg}
+        head = {"level": level, "ts": now, **({"logger": logger} if logger else {}), "caller": caller, "msg": msg}
     return json.dumps({**head, **fields}, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
@@ -190,12 +191,13 @@ class Context:
                     raise Exit(EXIT_BAD_ARGS, f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
         return TLS(files.get("cacert"), files.get("cert"), files.get("key")) if files else None
 
-    def call(self, method: str, request, timeout: float):
-        """One KV call; client log lines (auth, failures) as the Go client writes them."""
+    def call(self, method: str, request, timeout: float, service: str = "kv", endpoint: str | None = None):
+        """One call (KV unless ``service`` says otherwise, to ``endpoint`` only if given); client log
+        lines (auth, failures) as the Go client writes them."""
         from pyetcd.errors import EtcdError
 
         try:
-            resp = self.client.call("kv", method, request, timeout)
+            resp = self.client.call(service, method, request, timeout, endpoint=endpoint)
         except EtcdError as exc:
             self._log_auth()
             raise self.rpc_failed(exc) from None
@@ -212,14 +214,24 @@ class Context:
             raise Exit(EXIT_BAD_FEATURE, "table not supported as output format")
         self.display.show(kind, resp)
 
-    def _warn(self, exc) -> None:
-        """The Go client's retry-interceptor warning for a failed call."""
+    def cluster_display(self):
+        from pyetcd.etcdctl.cluster_display import ClusterDisplay
+
+        return ClusterDisplay(self.display.fmt, self.display.hex)
+
+    def _warn(self, exc, client=None) -> None:
+        """The Go client's retry-interceptor warning for a failed call (etcdctl's endpoint health
+        clients log through a logger of their own)."""
         from pyetcd.etcdctl.grpc_text import status_text
 
-        first = self.flags["endpoints"][0] if self.flags["endpoints"] else ""
-        target = "etcd-endpoints://0xc000322a80/" + first.split("://", 1)[-1]
-        err(_zap_line("warn", "v3/retry_interceptor.go:62", "retrying of unary invoker failed", True,
-                      target=target, attempt=0, error=status_text(exc, self.client)))
+        client = client or self.client
+        target = "etcd-endpoints://0xc000322a80/" + client.endpoints[0].split("://", 1)[-1]
+        fields = dict(target=target, attempt=0, error=status_text(exc, client))
+        if client is self.client:
+            err(_zap_line("warn", "v3/retry_interceptor.go:62", "retrying of unary invoker failed", True, **fields))
+        else:
+            err(_zap_line("warn", "v3/retry_interceptor.go:62", "retrying of unary invoker failed", False,
+                          logger="client", **fields))
 
     def rpc_failed(self, exc) -> Exit:
         from pyetcd.errors import EtcdDeadlineExceeded
