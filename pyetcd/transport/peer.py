@@ -129,7 +129,7 @@ class PeerStream:
         self.dropped += 1
         self._unlogged_drops += 1
         if self._drop_log():
-            self.ctx.log(logging.WARNING, "dropped internal Raft messages; peer queue is full",
+            self.ctx.log(logging.WARNING, "dropped messages to peer; its queue is full",
                          **{"remote-peer-id": f"{self.peer_id:x}", "dropped": self._unlogged_drops,
                             "queued": len(self.queue), "active": self.active_since is not None})
             self._unlogged_drops = 0
