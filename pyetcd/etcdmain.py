@@ -79,7 +79,7 @@ async def run(cfg: ServerConfig) -> None:
             log(logger, logging.INFO, "serving client traffic insecurely; this is strongly discouraged!",
                 address=f"{parts.hostname}:{listener.port}")
         log(logger, logging.INFO, "ready to serve client requests")
-        await _wait_for_signal()
+        await _wait_for_signal(server)
         log(logger, logging.INFO, "closing etcd server", name=cfg.name,
             **{"data-dir": cfg.data_dir, "advertise-client-urls": cfg["advertise-client-urls"]})
     finally:
@@ -91,12 +91,16 @@ async def run(cfg: ServerConfig) -> None:
     log(logger, logging.INFO, "closed etcd server", name=cfg.name)
 
 
-async def _wait_for_signal() -> None:
+async def _wait_for_signal(server) -> None:
+    """Until SIGTERM/SIGINT, or until the member learns it was removed from the cluster."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    waiters = [loop.create_task(stop.wait()), loop.create_task(server.wait_removed_or_stopped())]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for task in waiters:
+        task.cancel()
 
 
 if __name__ == "__main__":

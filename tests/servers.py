@@ -39,6 +39,7 @@ class Server:
     client_port: int = field(default_factory=free_port)
     peer_port: int = field(default_factory=free_port)
     extra: list[str] = field(default_factory=list)
+    initial_cluster: str = ""  # default: this member alone
     proc: subprocess.Popen | None = None
     log_path: str = ""
 
@@ -50,20 +51,25 @@ class Server:
     def url(self) -> str:
         return f"http://{self.endpoint}"
 
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
     def argv(self) -> list[str]:
-        peer = f"http://127.0.0.1:{self.peer_port}"
+        peer = self.peer_url
         return [*self.cmd, "--name", self.name, "--data-dir", self.data_dir,
                 "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", f"{self.name}={peer}", *self.extra]
+                "--initial-cluster", self.initial_cluster or f"{self.name}={peer}", *self.extra]
 
-    def start(self, timeout: float = 30.0) -> "Server":
+    def start(self, timeout: float = 30.0, wait: bool = True) -> "Server":
         self.log_path = self.data_dir.rstrip("/") + ".log"
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                          env={k: v for k, v in os.environ.items()
                                               if not k.startswith(("ETCD_", "ETCDCTL_"))})
-        self.wait_ready(timeout)
+        if wait:
+            self.wait_ready(timeout)
         return self
 
     def wait_ready(self, timeout: float) -> None:
@@ -105,6 +111,24 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
         return self.proc.returncode
+
+
+def cluster(cmd: list[str], base_dir: str, size: int, extra: list[str] | None = None) -> list[Server]:
+    """``size`` members (infra0..) that know each other through --initial-cluster (not started)."""
+    members = [Server(cmd, f"{base_dir}/infra{i}.etcd", name=f"infra{i}", extra=list(extra or []))
+               for i in range(size)]
+    initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
+    for m in members:
+        m.initial_cluster = initial
+    return members
+
+
+def start_all(members: list[Server], timeout: float = 60.0) -> None:
+    """Start every member first, then wait: founders need each other to elect a leader."""
+    for m in members:
+        m.start(wait=False)
+    for m in members:
+        m.wait_ready(timeout)
 
 
 def etcdctl(binary: list[str], endpoint: str, *args: str, input: str | None = None,

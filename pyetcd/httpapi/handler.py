@@ -19,7 +19,9 @@ def make_handler(server: EtcdServer):
             body = {"etcdserver": ETCD_VERSION, "etcdcluster": CLUSTER_VERSION}
             return HttpResponse(200, _JSON, json.dumps(body, separators=(",", ":")).encode())
         if req.path == "/health":
-            return HttpResponse(200, _JSON, b'{"health":"true","reason":""}')
+            healthy, reason = server.health()
+            body = json.dumps({"health": str(healthy).lower(), "reason": reason}, separators=(",", ":"))
+            return HttpResponse(200 if healthy else 503, _JSON, body.encode())
         if req.path == "/metrics":
             return HttpResponse(200, _TEXT, metrics_text(server).encode())
         return HttpResponse(404, _TEXT, b"404 page not found\n")
@@ -32,10 +34,10 @@ def metrics_text(server: EtcdServer) -> str:
     lines = [
         "# HELP etcd_server_has_leader Whether or not a leader exists. 1 is existence, 0 is not.",
         "# TYPE etcd_server_has_leader gauge",
-        "etcd_server_has_leader 1",
+        f"etcd_server_has_leader {int(bool(server.raft.lead))}",
         "# HELP etcd_server_is_leader Whether or not this member is a leader. 1 if is, 0 otherwise.",
         "# TYPE etcd_server_is_leader gauge",
-        "etcd_server_is_leader 1",
+        f"etcd_server_is_leader {int(server.is_leader)}",
         "# HELP etcd_debugging_mvcc_current_revision The current revision of store.",
         "# TYPE etcd_debugging_mvcc_current_revision gauge",
         f"etcd_debugging_mvcc_current_revision {server.store.rev}",

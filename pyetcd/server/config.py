@@ -170,6 +170,7 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("experimental-enable-v2v3", "", str, _LATER),
     FlagSpec("experimental-enable-lease-checkpoint", False, _parse_bool),
     FlagSpec("experimental-compaction-batch-limit", 1000, int),
+    FlagSpec("experimental-snapshot-catchup-entries", 5000, int),
     FlagSpec("experimental-peer-skip-client-san-verification", False, _parse_bool),
     FlagSpec("experimental-watch-progress-notify-interval", "10m"),
     FlagSpec("experimental-warning-apply-duration", "100ms"),
@@ -342,8 +343,6 @@ def validate(cfg: ServerConfig) -> None:
     if cfg.name not in members:
         raise ConfigError(
             f"couldn't find local name {cfg.name!r} in the initial cluster configuration")
-    if len(members) > 1:
-        raise ConfigError("--initial-cluster with several members needs Raft clustering, not built in pyetcd yet")
     for url in cfg["listen-client-urls"] + cfg["advertise-client-urls"]:
         if not url.startswith("http://"):
             raise ConfigError(f"client URL {url!r}: only http:// is supported by pyetcd yet ({_TLS})")

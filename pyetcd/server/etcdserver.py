@@ -1,9 +1,11 @@
 """The member: bootstrap from the data dir, propose writes, apply committed entries, serve reads.
 
-Data flows one way (DESIGN §2): a write request is checked, proposed to the replicated log,
-made durable in the WAL, applied to MVCC in a batch, and its result resolves the caller's
-future. Reads are served from the store; on a single member every acknowledged write is
-already applied, so a local read is linearizable.
+Data flows one way (DESIGN §2): a write request is checked, proposed to Raft, made durable in
+the WAL, committed by a quorum, applied to MVCC in a batch, and its result resolves the caller's
+future (on whichever member the client asked: followers forward proposals to the leader and
+apply the same entries). Linearizable reads wait for one ReadIndex round — shared by every read
+that arrived before it started — and for the local apply to reach its index; serializable reads
+are served locally at once.
 """
 from __future__ import annotations
 
@@ -11,23 +13,37 @@ import asyncio
 import itertools
 import logging
 import os
+import random
+import shutil
+import tempfile
+import time
 from typing import Any
 
 from pyetcd import ETCD_VERSION, errors
 from pyetcd.logutil import log
 from pyetcd.proto.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd.proto.raftpb import raft_pb2
-from pyetcd.server import checks
+from pyetcd.raft import Config, MemoryStorage, ProposalDropped, RawNode, ReadState, SoftState, StateType
+from pyetcd.server import bootstrap, checks
 from pyetcd.server.apply import Applier
-from pyetcd.server.config import ServerConfig, cluster_id, member_id
-from pyetcd.server.raft_node import LocalRaftNode
+from pyetcd.server.config import ServerConfig
+from pyetcd.server.membership import MemberChange, Membership, added_member_id
+from pyetcd.server.raft_node import RaftNode
 from pyetcd.storage.backend import Backend
 from pyetcd.storage.mvcc import KVStore
-from pyetcd.wal import WAL
+from pyetcd.transport import PeerTransport
 
 logger = logging.getLogger("pyetcd.server")
 
 InternalRequest = raft_internal_pb2.InternalRaftRequest
+M = raft_pb2
+# A learner may be promoted once its log is this close to the leader's (etcd: 90%).
+LEARNER_READY_PERCENT = 0.9
+
+_CONF_CHANGE_TYPE = {
+    MemberChange.ADD: M.ConfChangeAddNode, MemberChange.ADD_LEARNER: M.ConfChangeAddLearnerNode,
+    MemberChange.PROMOTE: M.ConfChangeAddNode, MemberChange.REMOVE: M.ConfChangeRemoveNode,
+}
 
 
 class EtcdServer:
@@ -35,77 +51,143 @@ class EtcdServer:
 
     def __init__(self, cfg: ServerConfig) -> None:
         self.cfg = cfg
-        peers = cfg.initial_cluster()
-        self.member_id = member_id(peers[cfg.name], cfg["initial-cluster-token"])
-        self.cluster_id = cluster_id([member_id(urls, cfg["initial-cluster-token"]) for urls in peers.values()])
         self.max_request_bytes: int = cfg["max-request-bytes"]
         self.max_txn_ops: int = cfg["max-txn-ops"]
-        self._ids = itertools.count(1)
+        tick_ms = cfg["heartbeat-interval"]
+        self.election_ticks = max(2, cfg["election-timeout"] // tick_ms)
+        self.tick_seconds = tick_ms / 1000
+        # etcd's request timeout: 5 s plus two election timeouts
+        self.request_timeout = 5 + 2 * cfg["election-timeout"] / 1000
+        self.member_id = 0
+        self.cluster_id = 0
+        self.applied_index = 0
+        self._ids = itertools.count(int(time.time() * 1000) << 16)
         self._waiting: dict[int, tuple[asyncio.Future, InternalRequest]] = {}
+        self._reads_next: list[asyncio.Future] = []
+        self._read_states: dict[bytes, asyncio.Future] = {}
+        self._applied_waiters: list[tuple[int, asyncio.Future]] = []
+        self._leader_changed = asyncio.Event()
+        self._read_wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._stopped = asyncio.Event()
         self.backend: Backend | None = None
         self.store: KVStore | None = None
         self.applier: Applier | None = None
-        self.raft: LocalRaftNode | None = None
-        self._wal: WAL | None = None
+        self.membership: Membership | None = None
+        self.raft: RaftNode | None = None
+        self.transport: PeerTransport | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         cfg = self.cfg
-        os.makedirs(os.path.dirname(cfg.backend_path), exist_ok=True)
-        self.backend = Backend(cfg.backend_path)
-        self.store = KVStore(self.backend)
-        self.applier = Applier(self.store)
-        if WAL.exists(cfg.wal_dir):
-            self._wal = WAL.open(cfg.wal_dir, logger=logger)
-            _, hardstate, entries, _ = self._wal.read_all()
-            self._replay(entries)
-            last_index = entries[-1].index if entries else hardstate.commit
-        else:
-            self._wal = WAL.create(cfg.wal_dir, self._wal_metadata())
-            # A new member starts at term 1, as etcd's bootstrap does; its first election makes it 2.
-            hardstate, last_index = raft_pb2.HardState(term=1), 0
+        os.makedirs(cfg.backend_path, exist_ok=True)
+        self._open_backend()
+        boot = await bootstrap.bootstrap(cfg, self.backend, self.membership)
+        self.member_id, self.cluster_id = boot.member_id, boot.cluster_id
+        self.applied_index = self.store.consistent_index
         log(logger, logging.INFO, "starting local member",
             **{"local-member-id": f"{self.member_id:x}", "cluster-id": f"{self.cluster_id:x}"})
-        self.raft = LocalRaftNode(self._wal, hardstate, last_index, self._apply_committed,
-                                  fsync=not cfg["unsafe-no-fsync"])
-        await self.raft.start(self.member_id)
+        node = RawNode(Config(id=self.member_id, storage=boot.storage, rng=random.Random(),
+                              election_tick=self.election_ticks, heartbeat_tick=1, applied=boot.applied,
+                              pre_vote=cfg["pre-vote"], check_quorum=True))
+        self.transport = PeerTransport(self.member_id, self.cluster_id, on_message=self._on_peer_message,
+                                       on_snapshot=self._on_snapshot, on_unreachable=self._on_unreachable,
+                                       logger=logging.getLogger("pyetcd.transport"))
+        await self.transport.start(cfg["listen-peer-urls"])
+        for member in [*self.membership.members.values(), *boot.peers]:
+            if member.ID != self.member_id and member.ID not in self.transport.peers():
+                self.transport.add_peer(member.ID, list(member.peerURLs))
+        self.raft = RaftNode(node, boot.storage, boot.wal, self.transport, self,
+                             tick_seconds=self.tick_seconds, fsync=not cfg["unsafe-no-fsync"])
+        self.raft.start()
+        if self.membership.voters() == [self.member_id]:
+            node.campaign()  # alone: no one to wait for
+        elif cfg["initial-election-tick-advance"]:
+            for _ in range(self.election_ticks - 1):
+                node.tick()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._read_loop(), name="linearizable-reads"),
+                       loop.create_task(self._publish(), name="publish")]
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.raft is not None:
             await self.raft.stop()
+        if self.transport is not None:
+            await self.transport.stop()
         for fut, _ in self._waiting.values():
             if not fut.done():
                 fut.set_exception(errors.ErrStopped)
-        if self._wal is not None:
-            self._wal.close()
+        if self.raft is not None:
+            self.raft.wal.close()
         if self.backend is not None:
             self.backend.sync()
             self.backend.close()
+        self._stopped.set()
 
-    def _wal_metadata(self) -> bytes:
-        return self.member_id.to_bytes(8, "big") + self.cluster_id.to_bytes(8, "big")
+    async def wait_removed_or_stopped(self) -> None:
+        await self._stopped.wait()
 
-    def _replay(self, entries: list[raft_pb2.Entry]) -> None:
-        """Apply what the WAL holds beyond the store's applied index (apply skips the rest)."""
-        if entries:
-            self._apply_committed(entries)
-            log(logger, logging.INFO, "replayed WAL", **{"last-index": entries[-1].index})
+    def _open_backend(self) -> None:
+        self.backend = Backend(self.cfg.backend_path)
+        self.store = KVStore(self.backend)
+        self.applier = Applier(self.store)
+        self.applier.register("member_change", self._apply_member_change)
+        self.membership = Membership(self.backend)
 
-    # ---- apply -----------------------------------------------------------------------------
-
-    def _apply_committed(self, entries: list[raft_pb2.Entry]) -> None:
-        batch = []
-        for entry in entries:
-            if not entry.data:
+    async def _publish(self) -> None:
+        """Announce this member's name and client URLs to the cluster (etcd's publish), until it sticks."""
+        cfg = self.cfg
+        member = rpc_pb2.Member(ID=self.member_id, name=cfg.name, clientURLs=cfg["advertise-client-urls"])
+        while True:
+            current = self.membership.members.get(self.member_id)
+            if current is not None and current.name == member.name and \
+                    list(current.clientURLs) == list(member.clientURLs):
+                return
+            if not self.raft.lead:
+                await self._leader_changed.wait()
                 continue
-            request = InternalRequest.FromString(entry.data)
+            try:
+                await self._propose(member_change=MemberChange(kind=MemberChange.PUBLISH, member=member))
+                log(logger, logging.INFO, "published local member to cluster through raft",
+                    **{"local-member-id": f"{self.member_id:x}", "cluster-id": f"{self.cluster_id:x}"})
+                return
+            except errors.EtcdError:
+                await asyncio.sleep(self.tick_seconds)
+
+    # ---- Raft's outputs (ReadyHandler) ---------------------------------------------------------
+
+    def on_soft_state(self, soft: SoftState) -> None:
+        if soft.lead:
+            log(logger, logging.INFO, f"raft.node: {self.member_id:x} elected leader {soft.lead:x} at term "
+                f"{self.raft.term}")
+        else:
+            log(logger, logging.INFO, f"raft.node: {self.member_id:x} lost leader")
+        self._leader_changed.set()
+        self._leader_changed = asyncio.Event()
+
+    def apply(self, entries: list[raft_pb2.Entry]) -> None:
+        batch: list[tuple[int, int, InternalRequest]] = []
+        conf_changes: dict[int, raft_pb2.ConfChange] = {}
+        for entry in entries:
+            if entry.type == M.EntryConfChange:
+                cc = raft_pb2.ConfChange.FromString(entry.data)
+                conf_changes[entry.index] = cc
+                request = InternalRequest.FromString(cc.context)
+            elif entry.data:
+                request = InternalRequest.FromString(entry.data)
+            else:
+                continue
             waiting = self._waiting.get(request.ID)
             batch.append((entry.index, entry.term, waiting[1] if waiting else request))
-        if not batch:
-            return
-        results = self.applier.apply_batch(batch)
-        for (_, term, request), result in zip(batch, results):
+        results = self.applier.apply_batch(batch) if batch else []
+        for (index, term, request), result in zip(batch, results):
+            cc = conf_changes.get(index)
+            if cc is not None:
+                self._apply_conf_change_to_raft(cc, request, result)
             waiting = self._waiting.pop(request.ID, None)
             if waiting is None or result is None or waiting[0].done():
                 continue
@@ -115,6 +197,92 @@ class EtcdServer:
             else:
                 self._fill_header(response.header, term)
                 waiting[0].set_result(response)
+        self.applied_index = entries[-1].index
+        self._wake_applied_waiters()
+
+    def _apply_conf_change_to_raft(self, cc: raft_pb2.ConfChange, request: InternalRequest, result) -> None:
+        if result is not None and isinstance(result[0], errors.EtcdError):
+            cc = raft_pb2.ConfChange(type=M.ConfChangeUpdateNode, node_id=cc.node_id)  # refused: no-op
+        self.raft.node.apply_conf_change(cc)
+        change = request.member_change
+        if isinstance(result, tuple) and isinstance(result[0], errors.EtcdError):
+            return
+        peer_id = change.member.ID
+        if peer_id == self.member_id:
+            if change.kind == MemberChange.REMOVE:
+                log(logger, logging.WARNING, "the member has been permanently removed from the cluster")
+                asyncio.get_running_loop().call_soon(self._stopped.set)
+            return
+        if change.kind == MemberChange.REMOVE:
+            self.transport.remove_peer(peer_id)
+        elif change.kind in (MemberChange.ADD, MemberChange.ADD_LEARNER):
+            self.transport.add_peer(peer_id, list(change.member.peerURLs))
+
+    def _apply_member_change(self, w, change: MemberChange) -> rpc_pb2.MemberListResponse:
+        """Applier handler: the member list changes inside the batch's write transaction."""
+        self.membership.check(change)
+        self.membership.apply(w.txn, change)
+        if change.kind == MemberChange.UPDATE and change.member.ID != self.member_id:
+            self.transport.update_peer(change.member.ID, list(change.member.peerURLs))
+        return rpc_pb2.MemberListResponse(members=self.membership.sorted_members())
+
+    def on_read_states(self, states: list[ReadState]) -> None:
+        for state in states:
+            fut = self._read_states.pop(state.request_ctx, None)
+            if fut is not None and not fut.done():
+                fut.set_result(state.index)
+
+    def after_advance(self) -> None:
+        if self.applied_index - self.raft.storage.snapshot().metadata.index >= self.cfg["snapshot-count"]:
+            self._snapshot()
+
+    def snapshot_file(self) -> str:
+        """A consistent copy of the backend's data file, for a follower that needs a snapshot."""
+        tmp = tempfile.mkdtemp(prefix="snap-", dir=os.path.dirname(self.cfg.backend_path))
+        self.backend.copy_to(tmp, compact=True)
+        path = tmp + ".db"
+        os.replace(os.path.join(tmp, "data.mdb"), path)
+        shutil.rmtree(tmp)
+        return path
+
+    def _snapshot(self) -> None:
+        """Record a Raft snapshot at the applied index and release the log behind it."""
+        index = self.applied_index
+        storage = self.raft.storage
+        conf = raft_pb2.ConfState(voters=self.membership.voters(), learners=self.membership.learners())
+        storage.create_snapshot(index, conf, b"")
+        self.backend.sync()  # the WAL below this point may go: the backend must hold it durably
+        self.raft.wal.save_snapshot(index, storage.term(index))
+        # keep some entries for slow followers to catch up from without a snapshot
+        compact_to = index - self.cfg["experimental-snapshot-catchup-entries"]
+        if compact_to > storage.first_index():
+            storage.compact(compact_to)
+            self.raft.wal.release_before(compact_to)
+        log(logger, logging.INFO, "saved snapshot", **{"snapshot-index": index})
+
+    # ---- peer transport callbacks --------------------------------------------------------------
+
+    def _on_peer_message(self, from_id: int, data: bytes) -> None:
+        self.raft.step(raft_pb2.Message.FromString(data))
+
+    def _on_unreachable(self, peer_id: int) -> None:
+        self.raft.report_unreachable(peer_id)
+
+    async def _on_snapshot(self, from_id: int, metadata: bytes, path: str) -> None:
+        """The leader sent its database: swap it in, then hand Raft the snapshot message."""
+        message = raft_pb2.Message.FromString(metadata)
+        log(logger, logging.INFO, "receiving database snapshot", **{"from": f"{from_id:x}",
+            "snapshot-index": message.snapshot.metadata.index})
+        self.backend.close()
+        os.replace(path, os.path.join(self.cfg.backend_path, "data.mdb"))
+        self._open_backend()
+        # Raft resumes applying after the snapshot's index; the database may already hold some of
+        # the entries that follow (apply skips those), so track Raft's position, not the store's.
+        self.applied_index = message.snapshot.metadata.index
+        for member in self.membership.members.values():
+            if member.ID != self.member_id and member.ID not in self.transport.peers():
+                self.transport.add_peer(member.ID, list(member.peerURLs))
+        self.raft.step(message)
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -123,25 +291,108 @@ class EtcdServer:
         header.member_id = self.member_id
         header.raft_term = self.raft.term if term is None else term
 
-    def header(self) -> rpc_pb2.ResponseHeader:
-        header = rpc_pb2.ResponseHeader(revision=self.store.rev)
+    def header(self, revision: bool = True) -> rpc_pb2.ResponseHeader:
+        header = rpc_pb2.ResponseHeader(revision=self.store.rev if revision else 0)
         self._fill_header(header)
         return header
 
-    async def _propose(self, **request: Any) -> Any:
+    @property
+    def is_leader(self) -> bool:
+        return self.raft.lead == self.member_id
+
+    @property
+    def is_learner(self) -> bool:
+        member = self.membership.members.get(self.member_id)
+        return bool(member and member.isLearner)
+
+    async def _within_timeout(self, fut: asyncio.Future, timeout_error: errors.EtcdError) -> Any:
+        try:
+            return await asyncio.wait_for(fut, self.request_timeout)
+        except asyncio.TimeoutError:
+            raise (errors.ErrNoLeader if not self.raft.lead else timeout_error) from None
+
+    async def _propose(self, conf_change: int | None = None, **request: Any) -> Any:
         internal = InternalRequest(ID=next(self._ids), **request)
         data = internal.SerializeToString()
         if len(data) > self.max_request_bytes:
             raise errors.ErrRequestTooLarge
         future = asyncio.get_running_loop().create_future()
         self._waiting[internal.ID] = (future, internal)
-        self.raft.propose(data)
-        return await future
+        try:
+            if conf_change is None:
+                self.raft.propose(data)
+            else:
+                node_id = internal.member_change.member.ID
+                self.raft.propose_conf_change(raft_pb2.ConfChange(type=conf_change, node_id=node_id,
+                                                                  context=data, id=internal.ID))
+        except ProposalDropped:
+            pass  # no leader to take it now: like etcd, the request times out
+        try:
+            return await self._within_timeout(future, errors.ErrTimeout)
+        finally:
+            self._waiting.pop(internal.ID, None)
+
+    # ---- linearizable reads: batched ReadIndex -----------------------------------------------
+
+    async def _linearizable_barrier(self) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self._reads_next.append(fut)
+        self._read_wakeup.set()
+        await self._within_timeout(fut, errors.ErrTimeout)
+
+    async def _read_loop(self) -> None:
+        """One ReadIndex round at a time; reads arriving meanwhile share the next round."""
+        loop = asyncio.get_running_loop()
+        rounds = itertools.count(1)
+        while True:
+            await self._read_wakeup.wait()
+            self._read_wakeup.clear()
+            waiters, self._reads_next = self._reads_next, []
+            waiters = [w for w in waiters if not w.done()]
+            if not waiters:
+                continue
+            ctx = next(rounds).to_bytes(8, "big")
+            state = loop.create_future()
+            self._read_states[ctx] = state
+            try:
+                self.raft.read_index(ctx)
+                index = await asyncio.wait_for(state, self.request_timeout)
+                await self._wait_applied(index)
+            except (asyncio.TimeoutError, ProposalDropped):
+                self._read_states.pop(ctx, None)
+                for w in waiters:
+                    if not w.done():
+                        w.set_exception(errors.ErrTimeout)
+                continue
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    async def _wait_applied(self, index: int) -> None:
+        if self.applied_index >= index:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._applied_waiters.append((index, fut))
+        await fut
+
+    def _wake_applied_waiters(self) -> None:
+        if not self._applied_waiters:
+            return
+        still = []
+        for index, fut in self._applied_waiters:
+            if index <= self.applied_index:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                still.append((index, fut))
+        self._applied_waiters = still
 
     # ---- KV --------------------------------------------------------------------------------
 
     async def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
         checks.check_range(req)
+        if not req.serializable:
+            await self._linearizable_barrier()
         resp = self.applier.range(req)
         self._fill_header(resp.header)
         return resp
@@ -161,7 +412,7 @@ class EtcdServer:
     async def compact(self, req: rpc_pb2.CompactionRequest) -> rpc_pb2.CompactionResponse:
         return await self._propose(compaction=req)
 
-    # ---- maintenance and cluster (what `endpoint health/status` and `member list` need) --------
+    # ---- maintenance ---------------------------------------------------------------------------
 
     async def alarm(self, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
         return rpc_pb2.AlarmResponse(header=self.header())
@@ -169,16 +420,103 @@ class EtcdServer:
     async def status(self, req: rpc_pb2.StatusRequest) -> rpc_pb2.StatusResponse:
         return rpc_pb2.StatusResponse(
             header=self.header(), version=ETCD_VERSION, dbSize=self.backend.size(),
-            dbSizeInUse=self.backend.size_in_use(), leader=self.member_id,
+            dbSizeInUse=self.backend.size_in_use(), leader=self.raft.lead,
             raftIndex=self.raft.commit_index, raftTerm=self.raft.term,
-            raftAppliedIndex=self.raft.commit_index)
+            raftAppliedIndex=self.applied_index, isLearner=self.is_learner)
 
-    def members(self) -> list[rpc_pb2.Member]:
-        cfg = self.cfg
-        return [rpc_pb2.Member(ID=self.member_id, name=cfg.name, peerURLs=cfg.initial_cluster()[cfg.name],
-                               clientURLs=cfg["advertise-client-urls"])]
+    async def move_leader(self, req: rpc_pb2.MoveLeaderRequest) -> rpc_pb2.MoveLeaderResponse:
+        if not self.is_leader:
+            raise errors.ErrNotLeader
+        target = self.membership.members.get(req.targetID)
+        if target is None or target.isLearner:
+            raise errors.ErrBadLeaderTransferee
+        if req.targetID != self.member_id:
+            self.raft.transfer_leader(req.targetID)
+            deadline = time.monotonic() + self.request_timeout
+            try:
+                while self.raft.lead != req.targetID:
+                    await asyncio.wait_for(self._leader_changed.wait(), deadline - time.monotonic())
+            except asyncio.TimeoutError:
+                raise errors.ErrTimeoutLeaderTransfer from None
+        return rpc_pb2.MoveLeaderResponse(header=self.header())
+
+    # ---- cluster -------------------------------------------------------------------------------
+
+    def _member_header(self) -> rpc_pb2.ResponseHeader:
+        return self.header(revision=False)
 
     async def member_list(self, req: rpc_pb2.MemberListRequest) -> rpc_pb2.MemberListResponse:
-        header = self.header()
-        header.revision = 0
-        return rpc_pb2.MemberListResponse(header=header, members=self.members())
+        if req.linearizable:
+            await self._linearizable_barrier()
+        return rpc_pb2.MemberListResponse(header=self._member_header(), members=self.membership.sorted_members())
+
+    async def _change_members(self, change: MemberChange) -> list[rpc_pb2.Member]:
+        self.membership.check(change)
+        if change.kind in (MemberChange.UPDATE, MemberChange.PUBLISH):
+            resp = await self._propose(member_change=change)
+        else:
+            resp = await self._propose(conf_change=_CONF_CHANGE_TYPE[change.kind], member_change=change)
+        return list(resp.members)
+
+    async def member_add(self, req: rpc_pb2.MemberAddRequest) -> rpc_pb2.MemberAddResponse:
+        urls = bootstrap.check_peer_urls(req.peerURLs)
+        member = rpc_pb2.Member(ID=added_member_id(urls, self.cfg["initial-cluster-token"]), peerURLs=urls,
+                                isLearner=req.isLearner)
+        kind = MemberChange.ADD_LEARNER if req.isLearner else MemberChange.ADD
+        self.membership.check(MemberChange(kind=kind, member=member))
+        if not req.isLearner and self.cfg["strict-reconfig-check"]:
+            self._check_started_quorum(len(self.membership.voters()) + 1)
+        members = await self._change_members(MemberChange(kind=kind, member=member))
+        return rpc_pb2.MemberAddResponse(header=self._member_header(), member=member, members=members)
+
+    async def member_remove(self, req: rpc_pb2.MemberRemoveRequest) -> rpc_pb2.MemberRemoveResponse:
+        member = self.membership.members.get(req.ID)
+        change = MemberChange(kind=MemberChange.REMOVE, member=rpc_pb2.Member(ID=req.ID))
+        self.membership.check(change)
+        if member is not None and not member.isLearner and self.cfg["strict-reconfig-check"]:
+            self._check_started_quorum(len(self.membership.voters()) - 1, excluding=req.ID)
+        members = await self._change_members(change)
+        return rpc_pb2.MemberRemoveResponse(header=self._member_header(), members=members)
+
+    async def member_update(self, req: rpc_pb2.MemberUpdateRequest) -> rpc_pb2.MemberUpdateResponse:
+        urls = bootstrap.check_peer_urls(req.peerURLs)
+        members = await self._change_members(MemberChange(kind=MemberChange.UPDATE,
+                                                          member=rpc_pb2.Member(ID=req.ID, peerURLs=urls)))
+        return rpc_pb2.MemberUpdateResponse(header=self._member_header(), members=members)
+
+    async def member_promote(self, req: rpc_pb2.MemberPromoteRequest) -> rpc_pb2.MemberPromoteResponse:
+        change = MemberChange(kind=MemberChange.PROMOTE, member=rpc_pb2.Member(ID=req.ID))
+        self.membership.check(change)
+        if not self.is_leader:
+            return await self._forward_to_leader("MemberPromote", req, rpc_pb2.MemberPromoteResponse)
+        progress = self.raft.node.status().progress
+        learner = progress.get(req.ID)
+        if learner is None or learner.match < LEARNER_READY_PERCENT * self.raft.commit_index:
+            raise errors.ErrLearnerNotReady
+        members = await self._change_members(change)
+        return rpc_pb2.MemberPromoteResponse(header=self._member_header(), members=members)
+
+    def _started_voters(self, excluding: int = 0) -> int:
+        return sum(1 for v in self.membership.voters()
+                   if v != excluding and (v == self.member_id or self.transport.is_active(v)))
+
+    def _check_started_quorum(self, voters_after: int, excluding: int = 0) -> None:
+        """etcd's strict reconfiguration check: after the change, the started voters must still
+        make a quorum (an added voter has not started yet; a removed one no longer counts)."""
+        if self._started_voters(excluding) < voters_after // 2 + 1:
+            raise errors.ErrMemberNotEnoughStarted
+
+    async def _forward_to_leader(self, method: str, req, response_type):
+        leader = self.membership.members.get(self.raft.lead)
+        if leader is None or not leader.clientURLs:
+            raise errors.ErrNoLeader
+        from pyetcd.client.forward import call_unary  # client-side gRPC, only needed here
+        return await call_unary(list(leader.clientURLs), "Cluster", method, req, response_type,
+                                timeout=self.request_timeout)
+
+    # ---- health --------------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, str]:
+        if not self.raft.lead:
+            return False, "RAFT NO LEADER"
+        return True, ""

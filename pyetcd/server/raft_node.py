@@ -1,75 +1,179 @@
-"""The member's replicated log, as the server sees it: propose data, get committed entries back.
+"""etcd's raftNode: drives the sans-I/O Raft with time, the WAL and the peer transport.
 
-This is the seam Raft fills. For a single-member cluster an entry is committed as soon as it is
-durable in the WAL, so ``LocalRaftNode`` appends proposals to the WAL and hands them to the apply
-step once fsynced. Group commit: every proposal that arrives while an fsync runs goes into the
-next one; the fsync runs in a worker thread so the event loop keeps serving.
+The loop takes each Ready in turn: the hard state, entries and snapshot go to the WAL (fsynced
+when Raft says so) and to the in-memory Raft storage *before* any message of the same Ready is
+sent; then the messages go out, the committed entries are applied (the server's ``apply``), read
+states are handed over, and Raft is told ``advance``. Proposals, ReadIndex requests and peer
+messages arriving while an fsync runs in its worker thread pile up in Raft and leave together
+in the next Ready: that is the group commit.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+import os
+from typing import Protocol
 
 from pyetcd.logutil import log
 from pyetcd.proto.raftpb import raft_pb2
+from pyetcd.raft import MemoryStorage, RawNode, ReadState, SoftState
 from pyetcd.wal import WAL
 
 logger = logging.getLogger("pyetcd.raft")
 
-CommitHandler = Callable[[list[raft_pb2.Entry]], None]
+M = raft_pb2
 
 
-class LocalRaftNode:
-    """A one-member log: leader of its own term, committing each batch once the WAL holds it."""
+class ReadyHandler(Protocol):
+    def on_soft_state(self, soft: SoftState) -> None: ...
+    def apply(self, entries: list[raft_pb2.Entry]) -> None: ...
+    def on_read_states(self, states: list[ReadState]) -> None: ...
+    def snapshot_file(self) -> str: ...            # a consistent copy of the backend, for a follower
+    def after_advance(self) -> None: ...
 
-    def __init__(self, wal: WAL, hardstate: raft_pb2.HardState, last_index: int,
-                 on_commit: CommitHandler, *, fsync: bool = True) -> None:
-        self._wal = wal
-        self._on_commit = on_commit
-        self._fsync = fsync
-        self.term = hardstate.term
-        self.vote = hardstate.vote
-        self.last_index = last_index
-        self.commit_index = last_index
-        self._pending: list[bytes] = []
+
+class RaftNode:
+    def __init__(self, node: RawNode, storage: MemoryStorage, wal: WAL, transport, handler: ReadyHandler, *,
+                 tick_seconds: float, fsync: bool = True) -> None:
+        self.node = node
+        self.storage = storage
+        self.wal = wal
+        self.transport = transport
+        self.handler = handler
+        self.tick_seconds = tick_seconds
+        self.fsync = fsync
         self._wakeup = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
         self._stopping = False
 
-    async def start(self, member_id: int) -> None:
-        """Win the election of a new term and append its empty entry, as a Raft leader does."""
-        self.term += 1
-        self.vote = member_id
-        log(logger, logging.INFO, f"{member_id:x} became leader at term {self.term}",
-            **{"raft-term": self.term})
-        self._pending.append(b"")
-        await self._flush()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+    # ---- inputs (never block) ------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wakeup.set()
 
     def propose(self, data: bytes) -> None:
-        self._pending.append(data)
+        """Raises pyetcd.raft.ProposalDropped when there is no leader to take it."""
+        self.node.propose(data)
+        self._wakeup.set()
+
+    def propose_conf_change(self, cc: raft_pb2.ConfChange) -> None:
+        self.node.propose_conf_change(cc)
+        self._wakeup.set()
+
+    def read_index(self, ctx: bytes) -> None:
+        self.node.read_index(ctx)
+        self._wakeup.set()
+
+    def step(self, message: raft_pb2.Message) -> None:
+        self.node.step(message)
+        self._wakeup.set()
+
+    def transfer_leader(self, target: int) -> None:
+        self.node.transfer_leader(target)
+        self._wakeup.set()
+
+    def report_unreachable(self, peer_id: int) -> None:
+        self.node.report_unreachable(peer_id)
+        self._wakeup.set()
+
+    # ---- state ---------------------------------------------------------------------------------
+
+    @property
+    def raft(self):
+        return self.node.raft
+
+    @property
+    def term(self) -> int:
+        return self.node.raft.term
+
+    @property
+    def lead(self) -> int:
+        return self.node.raft.lead
+
+    @property
+    def commit_index(self) -> int:
+        return self.node.raft.log.committed
+
+    # ---- the loop ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run(), name="raft-ready"),
+                       loop.create_task(self._tick(), name="raft-tick")]
+        for task in self._tasks:
+            task.add_done_callback(_crash_on_failure)
         self._wakeup.set()
 
     async def stop(self) -> None:
         self._stopping = True
         self._wakeup.set()
-        if self._task is not None:
-            await self._task
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_seconds)
+            self.node.tick()
+            self._wakeup.set()
 
     async def _run(self) -> None:
-        while not self._stopping or self._pending:
+        while not self._stopping:
             await self._wakeup.wait()
             self._wakeup.clear()
-            if self._pending:
-                await self._flush()
+            while self.node.has_ready() and not self._stopping:
+                await self._handle(self.node.ready())
 
-    async def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        first = self.last_index + 1
-        entries = [raft_pb2.Entry(term=self.term, index=first + i, data=data) for i, data in enumerate(batch)]
-        last = first + len(batch) - 1
-        hardstate = raft_pb2.HardState(term=self.term, vote=self.vote, commit=last)
-        await asyncio.to_thread(self._wal.save, hardstate, entries, sync=self._fsync)
-        self.last_index = self.commit_index = last
-        self._on_commit(entries)
+    async def _handle(self, rd) -> None:
+        if rd.soft_state is not None:
+            self.handler.on_soft_state(rd.soft_state)
+        if rd.snapshot is not None:
+            meta = rd.snapshot.metadata
+            await asyncio.to_thread(self.wal.save_snapshot, meta.index, meta.term)
+            self.storage.apply_snapshot(rd.snapshot)
+        if rd.entries or rd.hard_state is not None:
+            await asyncio.to_thread(self.wal.save, rd.hard_state, rd.entries, sync=self.fsync and rd.must_sync)
+            if rd.hard_state is not None:
+                self.storage.set_hard_state(rd.hard_state)
+            self.storage.append(rd.entries)
+        self._send(rd.messages)
+        if rd.committed_entries:
+            self.handler.apply(rd.committed_entries)
+        if rd.read_states:
+            self.handler.on_read_states(rd.read_states)
+        self.node.advance(rd)
+        self.handler.after_advance()
+
+    def _send(self, messages: list[raft_pb2.Message]) -> None:
+        if self.transport is None:
+            return
+        batch = []
+        for m in messages:
+            if m.type == M.MsgSnap:
+                self._tasks.append(asyncio.get_running_loop().create_task(self._send_snapshot(m)))
+            else:
+                batch.append((m.to, m.SerializeToString()))
+        if batch:
+            self.transport.send_many(batch)
+
+    async def _send_snapshot(self, m: raft_pb2.Message) -> None:
+        path = await asyncio.to_thread(self.handler.snapshot_file)
+        try:
+            ok = await self.transport.send_snapshot(m.to, m.SerializeToString(), path)
+        except Exception:  # noqa: BLE001 - any failure is reported to Raft as a failed snapshot
+            logger.exception("sending snapshot failed")
+            ok = False
+        finally:
+            os.unlink(path)
+        log(logger, logging.INFO, "sent database snapshot", to=f"{m.to:x}", success=ok,
+            **{"snapshot-index": m.snapshot.metadata.index})
+        self.node.report_snapshot(m.to, ok)
+        self._wakeup.set()
+
+
+def _crash_on_failure(task: asyncio.Task) -> None:
+    """A member whose Raft loop failed must not linger half-alive: log and exit, as etcd panics."""
+    if task.cancelled() or task.exception() is None:
+        return
+    logger.critical("raft loop failed", exc_info=task.exception())
+    os._exit(2)

@@ -41,10 +41,25 @@ class Maintenance(_Service):
     async def Status(self, req, ctx):
         return await self.server.status(req)
 
+    async def MoveLeader(self, req, ctx):
+        return await self.server.move_leader(req)
+
 
 class Cluster(_Service):
     async def MemberList(self, req, ctx):
         return await self.server.member_list(req)
+
+    async def MemberAdd(self, req, ctx):
+        return await self.server.member_add(req)
+
+    async def MemberRemove(self, req, ctx):
+        return await self.server.member_remove(req)
+
+    async def MemberUpdate(self, req, ctx):
+        return await self.server.member_update(req)
+
+    async def MemberPromote(self, req, ctx):
+        return await self.server.member_promote(req)
 
 
 class _Unimplemented(_Service):

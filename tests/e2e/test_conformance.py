@@ -15,8 +15,9 @@ from servers import REF_DIR, ROOT, have_ref
 
 ETCD_DIFF = os.path.join(os.path.dirname(ROOT), "shared", "conformance", "etcd-diff")
 SCENARIOS = os.path.join(os.path.dirname(ETCD_DIFF), "scenarios")
-# the scenario files that need only the KV API (issue 2)
-KV_FILES = ["01-kv-basic.txt", "02-put-del-options.txt", "03-txn.txt", "04-compaction.txt", "16-output-formats.txt"]
+# the scenario files whose features are built: the KV API and 3-member clusters
+SERVER_FILES = ["01-kv-basic.txt", "02-put-del-options.txt", "03-txn.txt", "04-compaction.txt",
+                "15-cluster-3.txt", "16-output-formats.txt"]
 
 pytestmark = pytest.mark.skipif(not (os.path.exists(ETCD_DIFF) and have_ref()),
                                 reason="needs ../shared/conformance and the real etcd binaries")
@@ -30,7 +31,7 @@ def run_etcd_diff(*args: str) -> str:
     return proc.stdout
 
 
-@pytest.mark.parametrize("scenario", KV_FILES)
+@pytest.mark.parametrize("scenario", SERVER_FILES)
 def test_real_etcdctl_against_pyetcd(scenario):
     out = run_etcd_diff("--mode", "server", "--candidate-server", f"{sys.executable} -m pyetcd",
                         os.path.join(SCENARIOS, scenario))

@@ -1,0 +1,132 @@
+"""3-member pyetcd clusters on loopback: replication, failover, catch-up, quorum loss, membership."""
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from servers import PYETCD, Server, cluster, etcdctl, have_ref, ref_bin, start_all
+
+
+def kv(member: Server) -> rpc_pb2_grpc.KVStub:
+    return rpc_pb2_grpc.KVStub(grpc.insecure_channel(member.endpoint))
+
+
+def status(member: Server) -> rpc_pb2.StatusResponse:
+    with grpc.insecure_channel(member.endpoint) as ch:
+        return rpc_pb2_grpc.MaintenanceStub(ch).Status(rpc_pb2.StatusRequest(), timeout=5)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except grpc.RpcError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def leader_of(members: list[Server]) -> Server:
+    alive = [m for m in members if m.proc and m.proc.poll() is None]
+    lead = wait_for(lambda: status(alive[0]).leader, 10, "a leader")
+    return next(m for m in alive if status(m).header.member_id == lead)
+
+
+def get(member: Server, key: bytes, serializable: bool = False) -> bytes | None:
+    resp = kv(member).Range(rpc_pb2.RangeRequest(key=key, serializable=serializable), timeout=5)
+    return resp.kvs[0].value if resp.kvs else None
+
+
+@pytest.fixture
+def three(tmp_path):
+    members = cluster(PYETCD, str(tmp_path), 3, extra=["--snapshot-count", "20",
+                                                        "--experimental-snapshot-catchup-entries", "10"])
+    try:
+        start_all(members)
+        yield members
+    finally:
+        for m in members:
+            m.stop()
+
+
+def test_replication_failover_and_catch_up(three):
+    a, b, c = three
+    kv(a).Put(rpc_pb2.PutRequest(key=b"k", value=b"v1"), timeout=5)
+    assert get(b, b"k") == b"v1"  # linearizable read on another member
+    # a member that was down catches up from the leader's log
+    follower = next(m for m in three if m is not leader_of(three))
+    follower.kill()
+    survivor = next(m for m in three if m is not follower)
+    kv(survivor).Put(rpc_pb2.PutRequest(key=b"k", value=b"v2"), timeout=5)
+    follower.start()
+    wait_for(lambda: get(follower, b"k", serializable=True) == b"v2", 30, "the follower to catch up")
+
+    # the leader dies: a new one within 3 s, writes go on
+    old = leader_of(three)
+    old_id = status(old).header.member_id
+    old.kill()
+    killed = time.monotonic()
+    rest = [m for m in three if m is not old]
+    wait_for(lambda: status(rest[0]).leader not in (0, old_id), 10, "a new leader")
+    assert time.monotonic() - killed < 3.0
+    assert leader_of(rest) is not old
+    for i in range(60):  # enough entries for snapshots and log compaction past the old leader
+        kv(rest[i % 2]).Put(rpc_pb2.PutRequest(key=b"n%d" % i, value=b"x"), timeout=5)
+    old.start()
+    wait_for(lambda: get(old, b"n59", serializable=True) == b"x", 30, "the old leader to catch up")
+    assert "receiving database snapshot" in open(old.log_path).read()
+    assert get(old, b"k") == b"v2"
+
+
+def test_quorum_loss_stops_writes_and_recovery_keeps_them(three):
+    acked = {}
+    for i in range(5):
+        kv(three[i % 3]).Put(rpc_pb2.PutRequest(key=b"q%d" % i, value=b"%d" % i), timeout=5)
+        acked[b"q%d" % i] = b"%d" % i
+    survivor, *others = three
+    for m in others:
+        m.kill()
+    with pytest.raises(grpc.RpcError) as err:
+        kv(survivor).Put(rpc_pb2.PutRequest(key=b"lost", value=b"x"), timeout=15)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert err.value.details() in ("etcdserver: request timed out", "etcdserver: no leader")
+    for m in others:
+        m.start(wait=False)
+    for m in three:
+        m.wait_ready(30)
+    kv(others[0]).Put(rpc_pb2.PutRequest(key=b"after", value=b"y"), timeout=10)
+    for key, value in acked.items():
+        assert get(others[1], key) == value
+    assert get(survivor, b"after") == b"y"
+
+
+@pytest.mark.skipif(not have_ref(), reason="needs real etcdctl 3.5.1")
+def test_move_leader_and_member_commands_with_real_etcdctl(three):
+    ctl = [ref_bin("etcdctl")]
+    lead = leader_of(three)
+    target = next(m for m in three if m is not lead)
+    target_id = f"{status(target).header.member_id:x}"
+    out = etcdctl(ctl, ",".join(m.endpoint for m in three), "move-leader", target_id)
+    assert out.returncode == 0, out.stderr
+    assert f"to {target_id}" in out.stdout
+    assert leader_of(three) is target
+
+    added = etcdctl(ctl, lead.endpoint, "member", "add", "infra9", "--learner", "--peer-urls=http://127.0.0.1:1")
+    assert added.returncode == 0, added.stderr
+    new_id = added.stdout.split()[1]
+    listed = etcdctl(ctl, lead.endpoint, "member", "list")
+    assert f"{new_id}, unstarted, , http://127.0.0.1:1, , true" in listed.stdout
+    promote = etcdctl(ctl, lead.endpoint, "member", "promote", new_id)
+    assert promote.returncode == 1
+    assert "can only promote a learner member which is in sync with leader" in promote.stderr
+    removed = etcdctl(ctl, lead.endpoint, "member", "remove", new_id)
+    assert removed.returncode == 0, removed.stderr
+    again = etcdctl(ctl, lead.endpoint, "member", "remove", new_id)
+    assert again.returncode == 1 and "member not found" in again.stderr
