@@ -49,11 +49,19 @@ def main(argv: list[str] | None = None) -> None:
         return
     logutil.setup(cfg["log-level"])
     log(logger, logging.INFO, "Running: ", args=[sys.argv[0], *argv])
+    from pyetcd.wal import WALError
+
     try:
         import uvloop
-        uvloop.run(run(cfg))
+        runner = uvloop.run
     except ImportError:
-        asyncio.run(run(cfg))
+        runner = asyncio.run
+    try:
+        runner(run(cfg))
+    except (ConfigError, WALError, OSError) as e:
+        # a start-up failure etcd would report as fatal: one clear line, no traceback
+        log(logger, logging.CRITICAL, "failed to start etcd server", error=str(e))
+        sys.exit(1)
 
 
 async def run(cfg: ServerConfig) -> None:

@@ -36,3 +36,14 @@ def test_real_etcdctl_against_pyetcd(scenario):
     out = run_etcd_diff("--mode", "server", "--candidate-server", f"{sys.executable} -m pyetcd",
                         os.path.join(SCENARIOS, scenario))
     assert out.strip().splitlines()[-1].endswith(" 0 failed"), out
+
+
+CTL_FILES = ["01-kv-basic.txt", "02-put-del-options.txt", "03-txn.txt", "04-compaction.txt",
+             "15-cluster-3.txt", "16-output-formats.txt"]
+
+
+@pytest.mark.parametrize("scenario", CTL_FILES)
+def test_pyetcd_etcdctl_against_real_etcd(scenario):
+    etcdctl = os.path.join(os.path.dirname(sys.executable), "etcdctl")
+    out = run_etcd_diff("--mode", "ctl", "--candidate-ctl", etcdctl, os.path.join(SCENARIOS, scenario))
+    assert out.strip().splitlines()[-1].endswith(" 0 failed"), out
