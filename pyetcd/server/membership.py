@@ -90,7 +90,7 @@ class Membership:
                 raise errors.ErrMemberNotFound
             if not current.isLearner:
                 raise errors.ErrMemberNotLearner
-        elif kind in (MemberChange.REMOVE, MemberChange.UPDATE):
+        elif kind in (MemberChange.REMOVE, MemberChange.UPDATE, MemberChange.PUBLISH):
             if member.ID not in self.members:
                 raise errors.ErrMemberNotFound
             if kind == MemberChange.UPDATE and self._url_owner(member.peerURLs, exclude=member.ID) is not None:
