@@ -15,11 +15,17 @@ length-prefixed frames; snapshots on connections of their own.
     t.is_active(2); t.active_since(2); t.stats(2); t.peers()
     await t.stop()
 
+    # a member joining with --initial-cluster-state existing, before it knows any IDs:
+    cluster_id, members = await fetch_cluster(["http://10.0.0.2:2380"], ssl_context=None, timeout=5.0)
+    # answered by members whose PeerTransport got cluster_info=...; ClusterUnreachable if none did
+
 Call everything from the event loop the transport was started on. See transport.py for the
 callbacks' contract and common.TransportOptions for the knobs.
 """
 from pyetcd.transport.common import Rejection, TransportOptions
+from pyetcd.transport.join import ClusterUnreachable, fetch_cluster
 from pyetcd.transport.transport import PeerStats, PeerTransport
 from pyetcd.transport.wire import Status
 
-__all__ = ["PeerStats", "PeerTransport", "Rejection", "Status", "TransportOptions"]
+__all__ = ["ClusterUnreachable", "PeerStats", "PeerTransport", "Rejection", "Status", "TransportOptions",
+           "fetch_cluster"]

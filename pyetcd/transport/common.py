@@ -70,6 +70,7 @@ class Context:
     ssl_client: ssl.SSLContext | None
     rng: random.Random
     logger: logging.Logger
+    cluster_info: Callable[[], bytes] | None = None
     removed: set[int] = field(default_factory=set)
     tasks: set[asyncio.Task] = field(default_factory=set)
 

@@ -7,8 +7,8 @@ import logging
 
 from pyetcd.transport.common import Context, Rejection
 from pyetcd.transport.snapshot import receive_snapshot
-from pyetcd.transport.wire import (HELLO, KIND_STREAM, LENGTH, MAGIC, HandshakeError, Hello, Status,
-                                   decode_hello, encode_status)
+from pyetcd.transport.wire import (HELLO, KIND_CLUSTER, KIND_STREAM, LENGTH, MAGIC, HandshakeError, Hello,
+                                   Status, decode_hello, encode_status, frame)
 
 
 class Inbound:
@@ -116,6 +116,9 @@ class InboundProtocol(asyncio.Protocol):
         self._buf = bytearray()
         try:
             hello = decode_hello(data)
+            if hello.kind == KIND_CLUSTER:
+                self._answer_cluster_info()
+                return
             self._check(hello)
         except HandshakeError as e:
             self._refuse(e, decode_sender(data))
@@ -139,6 +142,27 @@ class InboundProtocol(asyncio.Protocol):
                 reader.feed_data(rest)
             self.ctx.spawn(receive_snapshot(self.ctx, hello.sender, reader, self.transport),
                            f"snapshot-from-{hello.sender:x}")
+
+    def _answer_cluster_info(self) -> None:
+        """A joining member asks for the cluster's ID and members: one answer, then close.
+
+        Refusals name no sender: the asker is no member yet, there is no Rejection to report.
+        """
+        assert self.transport is not None
+        ctx = self.ctx
+        if ctx.cluster_info is None:
+            self._refuse(HandshakeError(Status.FAILED, f"member {ctx.member_id:x} does not serve cluster "
+                                                       "information"), None)
+            return
+        try:
+            info = ctx.cluster_info()
+        except Exception as e:
+            ctx.logger.exception("cluster information callback failed")
+            self._refuse(HandshakeError(Status.FAILED, f"member {ctx.member_id:x} cannot tell its cluster: {e}"),
+                         None)
+            return
+        self.transport.write(encode_status(Status.OK) + frame(info))
+        self.transport.close()
 
     def _check(self, hello: Hello) -> None:
         ctx = self.ctx

@@ -17,26 +17,10 @@ import tempfile
 from typing import AsyncIterable
 
 from pyetcd.transport.common import Context, Rejection
-from pyetcd.transport.wire import (KIND_SNAPSHOT, LENGTH, STATUS, HandshakeError, Hello, PeerURL,
-                                   Status, encode_status, frame)
+from pyetcd.transport.wire import (KIND_SNAPSHOT, HandshakeError, Hello, PeerURL, Status, encode_status,
+                                   frame, read_frame, read_status)
 
 SnapshotSource = str | os.PathLike | AsyncIterable[bytes]
-
-
-async def _read_frame(reader: asyncio.StreamReader, limit: int) -> bytes:
-    (size,) = LENGTH.unpack(await reader.readexactly(LENGTH.size))
-    if size > limit:
-        raise ValueError(f"snapshot frame of {size} bytes exceeds the limit of {limit}")
-    return await reader.readexactly(size)
-
-
-async def _read_status(reader: asyncio.StreamReader) -> tuple[Status, str]:
-    code, length = STATUS.unpack(await reader.readexactly(STATUS.size))
-    text = (await reader.readexactly(length)).decode(errors="replace")
-    try:
-        return Status(code), text
-    except ValueError:
-        return Status.FAILED, text
 
 
 async def receive_snapshot(ctx: Context, sender: int, reader: asyncio.StreamReader,
@@ -46,13 +30,13 @@ async def receive_snapshot(ctx: Context, sender: int, reader: asyncio.StreamRead
     limit, idle = ctx.options.max_frame_bytes, ctx.options.snapshot_idle_timeout
     try:
         async with asyncio.timeout(idle):
-            metadata = await _read_frame(reader, limit)
+            metadata = await read_frame(reader, limit)
         fd, path = tempfile.mkstemp(prefix=f"snapshot-{sender:x}-", suffix=".tmp", dir=ctx.options.snapshot_dir)
         size = 0
         with os.fdopen(fd, "wb") as f:
             while True:
                 async with asyncio.timeout(idle):
-                    chunk = await _read_frame(reader, limit)
+                    chunk = await read_frame(reader, limit)
                 if not chunk:
                     break
                 await asyncio.to_thread(f.write, chunk)
@@ -109,7 +93,7 @@ async def send_snapshot(ctx: Context, peer_id: int, urls: list[PeerURL], metadat
         try:
             writer.write(Hello(KIND_SNAPSHOT, ctx.member_id, ctx.cluster_id, peer_id).encode())
             async with asyncio.timeout(ctx.options.dial_timeout):
-                status, text = await _read_status(reader)
+                status, text = await read_status(reader)
             if status is not Status.OK:
                 raise HandshakeError(status, text)
             writer.write(frame(metadata))
@@ -121,7 +105,7 @@ async def send_snapshot(ctx: Context, peer_id: int, urls: list[PeerURL], metadat
                     await writer.drain()
             writer.write(frame(b""))
             async with asyncio.timeout(idle):
-                status, text = await _read_status(reader)
+                status, text = await read_status(reader)
             if status is not Status.OK:
                 ctx.log(logging.WARNING, "peer refused snapshot", error=text, **fields)
                 return False

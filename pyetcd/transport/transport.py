@@ -47,6 +47,9 @@ class PeerTransport:
     - ``on_rejected(Rejection)``: a handshake was refused (cluster ID mismatch, connection meant
       for another member, member removed), either by a peer (``inbound=False``: e.g. we were
       removed, or joined the wrong cluster) or by us.
+    - ``cluster_info()``: a serialized ``MemberListResponse`` (the cluster's ID in
+      ``header.cluster_id``, the current members) for a member that is joining and asks with
+      ``fetch_cluster``; must not block. ``None``: such questions are refused.
 
     Inbound connections are accepted from any member id of our cluster that was not removed,
     including ids not (yet) added as peers: a member learns of a new member only when it applies
@@ -57,12 +60,13 @@ class PeerTransport:
                  on_snapshot: SnapshotHandler | None = None,
                  on_unreachable: Callable[[int], None] | None = None,
                  on_rejected: Callable[[Rejection], None] | None = None,
+                 cluster_info: Callable[[], bytes] | None = None,
                  ssl_server: ssl.SSLContext | None = None, ssl_client: ssl.SSLContext | None = None,
                  options: TransportOptions | None = None, rng: random.Random | None = None,
                  logger: logging.Logger | None = None) -> None:
         self._ctx = Context(member_id, cluster_id, options or TransportOptions(), on_message, on_snapshot,
                             on_unreachable, on_rejected, ssl_server, ssl_client, rng or random.Random(),
-                            logger or logging.getLogger("pyetcd.transport"))
+                            logger or logging.getLogger("pyetcd.transport"), cluster_info)
         self._inbound = Inbound(self._ctx)
         self._peers: dict[int, PeerStream] = {}
         self._servers: list[asyncio.AbstractServer] = []

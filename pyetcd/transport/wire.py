@@ -12,9 +12,14 @@ each a big-endian u32 length and that many bytes:
     KIND_SNAPSHOT  one frame of metadata, then the file's chunks as frames, then an empty frame;
                    the server answers with a status like the handshake's once the snapshot has
                    been handed over (OK) or refused (FAILED and why)
+    KIND_CLUSTER   a question from a member that is joining and knows neither the cluster's ID
+                   nor its own: from, cluster and to are 0 and not checked. After OK the server
+                   sends one frame (a serialized MemberListResponse: the cluster's ID in its
+                   header, the member list) and closes; FAILED when it does not answer
 """
 from __future__ import annotations
 
+import asyncio
 import enum
 import struct
 from dataclasses import dataclass
@@ -24,6 +29,8 @@ MAGIC = b"PYEP"
 VERSION = 1
 KIND_STREAM = 1
 KIND_SNAPSHOT = 2
+KIND_CLUSTER = 3
+KINDS = (KIND_STREAM, KIND_SNAPSHOT, KIND_CLUSTER)
 
 HELLO = struct.Struct(">4sBBHQQQ")
 STATUS = struct.Struct(">BH")
@@ -62,7 +69,7 @@ def decode_hello(data: bytes) -> Hello:
     magic, version, kind, _, sender, cluster, receiver = HELLO.unpack_from(data)
     if version != VERSION:
         raise HandshakeError(Status.BAD_HANDSHAKE, f"unsupported peer protocol version {version}")
-    if kind not in (KIND_STREAM, KIND_SNAPSHOT):
+    if kind not in KINDS:
         raise HandshakeError(Status.BAD_HANDSHAKE, f"unknown peer connection kind {kind}")
     return Hello(kind, sender, cluster, receiver)
 
@@ -74,6 +81,23 @@ def encode_status(status: Status, message: str = "") -> bytes:
 
 def frame(data: bytes) -> bytes:
     return LENGTH.pack(len(data)) + data
+
+
+async def read_status(reader: asyncio.StreamReader) -> tuple[Status, str]:
+    """A handshake answer or a verdict; an unknown status code reads as FAILED."""
+    code, length = STATUS.unpack(await reader.readexactly(STATUS.size))
+    text = (await reader.readexactly(length)).decode(errors="replace")
+    try:
+        return Status(code), text
+    except ValueError:
+        return Status.FAILED, text
+
+
+async def read_frame(reader: asyncio.StreamReader, limit: int) -> bytes:
+    (size,) = LENGTH.unpack(await reader.readexactly(LENGTH.size))
+    if size > limit:
+        raise ValueError(f"frame of {size} bytes exceeds the limit of {limit}")
+    return await reader.readexactly(size)
 
 
 def frames(items: list[bytes]) -> bytes:

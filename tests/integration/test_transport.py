@@ -11,7 +11,8 @@ from collections import defaultdict
 
 import pytest
 
-from pyetcd.transport import PeerTransport, Rejection, Status, TransportOptions
+from pyetcd.proto.etcdserverpb import rpc_pb2
+from pyetcd.transport import ClusterUnreachable, PeerTransport, Rejection, Status, TransportOptions, fetch_cluster
 
 CLUSTER = 0xC1
 FAST = TransportOptions(backoff_initial=0.01, backoff_max=0.05, dial_timeout=0.5, log_interval=0.2,
@@ -321,7 +322,8 @@ async def test_tls(members, tmp_path):
     client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     cert.configure_cert(client_ctx)
     ca.configure_trust(client_ctx)
-    ms = [Member(i, ssl_server=server_ctx, ssl_client=client_ctx) for i in (1, 2)]
+    ms = [Member(i, ssl_server=server_ctx, ssl_client=client_ctx, cluster_info=cluster_info_of(1, 2))
+          for i in (1, 2)]
     try:
         for m in ms:
             await m.start("https://127.0.0.1:0")
@@ -334,6 +336,7 @@ async def test_tls(members, tmp_path):
         path.write_bytes(b"s" * 300_000)
         assert await a.t.send_snapshot(2, b"meta", str(path))
         assert b.snapshots[0][2] == b"s" * 300_000
+        assert await fetch_cluster([b.url], ssl_context=client_ctx) == (CLUSTER, cluster_info_members(1, 2))
     finally:
         for m in ms:
             await m.t.stop()
@@ -401,3 +404,64 @@ async def test_stalled_snapshot_transfers_time_out(members, tmp_path):
     send.cancel()
     with pytest.raises(asyncio.CancelledError):
         await send
+
+
+def cluster_info_members(*ids: int) -> list[rpc_pb2.Member]:
+    return [rpc_pb2.Member(ID=i, name=f"m{i}", peerURLs=[f"http://127.0.0.1:{9000 + i}"]) for i in ids]
+
+
+def cluster_info_of(*ids: int, cluster_id: int = CLUSTER):
+    answer = rpc_pb2.MemberListResponse(header=rpc_pb2.ResponseHeader(cluster_id=cluster_id),
+                                        members=cluster_info_members(*ids)).SerializeToString()
+    return lambda: answer
+
+
+async def test_a_joining_member_learns_the_cluster_without_knowing_its_id(members):
+    (silent,) = await members(1)  # no cluster_info: refuses the question
+    a, b = await members(2, 3, cluster_info=cluster_info_of(1, 2, 3))
+    connect(a, b)
+    dead = f"http://127.0.0.1:{free_port()}"
+    cid, got = await fetch_cluster([dead, silent.url, a.url], timeout=5)
+    assert cid == CLUSTER and got == cluster_info_members(1, 2, 3)
+    # the question is no peer's handshake: nobody is reported as rejected, streams go on
+    assert not silent.rejections and not a.rejections
+    a.t.send(3, b"still")
+    await until(lambda: b.got[2] == [b"still"])
+
+
+async def test_fetch_cluster_retries_a_member_that_cannot_answer_yet(members):
+    answer = cluster_info_of(1)
+    calls = []
+
+    def not_ready_at_first() -> bytes:
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("raft not started")
+        return answer()
+
+    (a,) = await members(1, cluster_info=not_ready_at_first)
+    assert await fetch_cluster([a.url], timeout=5) == (CLUSTER, cluster_info_members(1))
+    assert len(calls) == 3
+
+
+async def test_fetch_cluster_gives_up_with_an_error_naming_every_url(members):
+    (silent,) = await members(1)
+    (no_id,) = await members(2, cluster_info=cluster_info_of(1, cluster_id=0))
+    dead = f"http://127.0.0.1:{free_port()}"
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ClusterUnreachable) as info:
+        await fetch_cluster([dead, silent.url, no_id.url], timeout=0.6)
+    assert isinstance(info.value, ConnectionError)
+    assert loop.time() - started < 0.6 + 1.0
+    message = str(info.value)
+    assert dead in message and silent.url in message and no_id.url in message
+    assert "does not serve cluster information" in message and "names no cluster ID" in message
+    with pytest.raises(ClusterUnreachable):
+        await fetch_cluster([dead], timeout=0)
+    with pytest.raises(ValueError):
+        await fetch_cluster([])
+    with pytest.raises(ValueError):
+        await fetch_cluster(["ftp://127.0.0.1:1"])
+    with pytest.raises(ValueError):
+        await fetch_cluster(["https://127.0.0.1:1"])  # https needs a TLS context
