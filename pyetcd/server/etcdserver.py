@@ -93,7 +93,7 @@ class EtcdServer:
                               pre_vote=cfg["pre-vote"], check_quorum=True))
         self.transport = PeerTransport(self.member_id, self.cluster_id, on_message=self._on_peer_message,
                                        on_snapshot=self._on_snapshot, on_unreachable=self._on_unreachable,
-                                       logger=logging.getLogger("pyetcd.transport"))
+                                       cluster_info=self._cluster_info, logger=logging.getLogger("pyetcd.transport"))
         await self.transport.start(cfg["listen-peer-urls"])
         for member in [*self.membership.members.values(), *boot.peers]:
             if member.ID != self.member_id and member.ID not in self.transport.peers():
@@ -444,6 +444,11 @@ class EtcdServer:
 
     def _member_header(self) -> rpc_pb2.ResponseHeader:
         return self.header(revision=False)
+
+    def _cluster_info(self) -> bytes:
+        """What a member joining with --initial-cluster-state existing asks the peer transport for."""
+        return rpc_pb2.MemberListResponse(header=self._member_header(),
+                                          members=self.membership.sorted_members()).SerializeToString()
 
     async def member_list(self, req: rpc_pb2.MemberListRequest) -> rpc_pb2.MemberListResponse:
         if req.linearizable:
