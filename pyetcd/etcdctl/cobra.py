@@ -100,7 +100,8 @@ class Command:
             text = f"Usage:\n  {self.use_line()}\n\nFlags:\n"
             text += pflag_usages(sorted(self.flags.flags.values(), key=lambda f: f.name)).rstrip() + "\n"
             return text
-        parts = [f"NAME:\n\t{self.name} - {self.short}\n\nUSAGE:\n\t{self.use_line()}\n"]
+        name = self.path().split(" ", 1)[1] if self.parent else self.name
+        parts = [f"NAME:\n\t{name} - {self.short}\n\nUSAGE:\n\t{self.use_line()}\n"]
         if self.long:
             parts.append("\nDESCRIPTION:\n" + "\n".join("\t" + ln for ln in self.long.split("\n")) + "\n")
         if self.header:

@@ -49,7 +49,8 @@ def parse_uint(s: str, base: int = 16) -> int:
         return GoError(f'strconv.ParseUint: parsing "{go_quote_str(s)}": {why}')
 
     try:
-        if not s or not all(ch.isascii() and ch.isalnum() for ch in s):
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[:base]
+        if not s or not all(ch.lower() in digits for ch in s):
             raise ValueError
         value = int(s, base)
     except ValueError:

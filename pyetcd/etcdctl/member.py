@@ -6,7 +6,7 @@ import sys
 
 from pyetcd.etcdctl import gofmt
 from pyetcd.etcdctl.cobra import Command
-from pyetcd.etcdctl.runtime import EXIT_BAD_ARGS, EXIT_ERROR, GROUP_HEADER, Context, Exit
+from pyetcd.etcdctl.runtime import EXIT_BAD_ARGS, EXIT_ERROR, GROUP_HEADER, Context, Exit, apply_env
 
 LIST_LONG = """When --write-out is set to simple, this command prints out comma-separated member lists for each endpoint.
 The items in the lists are ID, Status, Name, Peer Addrs, Client Addrs, Is Learner."""
@@ -23,6 +23,8 @@ def _url_parse_error(raw: str) -> str | None:
 
     if raw.startswith(":"):
         return fail("missing protocol scheme")
+    if not _SCHEME.match(raw) and ":" in re.split(r"[/?#]", raw, maxsplit=1)[0]:
+        return fail("first path segment in URL cannot contain colon")
     bad = re.search(r"%(?![0-9A-Fa-f]{2})(.{0,2})", raw)
     if bad:
         return fail(f'invalid URL escape "%{bad.group(1)}"')
@@ -177,6 +179,7 @@ def run_move_leader(cmd: Command, args: list[str]) -> None:
     deadline = time.monotonic() + ctx.flags["command-timeout"]  # one context for the whole command
     leader_ep, leader_id = None, 0
     for ep in client.endpoints:
+        apply_env(cmd)  # etcdctl reads its configuration again per endpoint (and dies on a conflicting ETCDCTL_*)
         status = ctx.call("Status", rpc_pb2.StatusRequest(), deadline - time.monotonic(),
                           service="maintenance", endpoint=ep)
         if status.header.member_id == status.leader:

@@ -54,9 +54,11 @@ def add_global_flags(fs: FlagSet) -> None:
 GROUP_HEADER = f"\nAPI VERSION:\n\t{API_VERSION}\n\n"
 ROOT_HEADER = f"\nVERSION:\n\t{ETCD_VERSION}\n" + GROUP_HEADER
 
-# Where etcdctl 3.5.1 creates its client, per command (shows in the fatal log's stack trace).
-_CLIENT_CALLERS = {"get": ("get", 64), "put": ("put", 72), "del": ("del", 49), "txn": ("txn", 53),
-                   "compaction": ("compaction", 55)}
+# Where etcdctl 3.5.1 reads its client configuration, per command (shows in the fatal log's stack
+# trace): function, source file, line, and whether through mustClientFromCmd.
+_CLIENT_CALLERS = {"get": ("get", "get", 64, True), "put": ("put", "put", 72, True), "del": ("del", "del", 49, True),
+                   "txn": ("txn", "txn", 53, True), "compaction": ("compaction", "compaction", 55, True),
+                   "move-leader": ("transferLeadership", "move_leader", 56, False)}
 
 
 def _zap_line(level: str, caller: str, msg: str, iso_ts: bool, logger: str = "", **fields) -> str:
@@ -72,16 +74,17 @@ def _zap_line(level: str, caller: str, msg: str, iso_ts: bool, logger: str = "",
 
 
 def _fatal_conflict(cmd: Command, key: str) -> None:
-    name, line = _CLIENT_CALLERS.get(cmd.name, (cmd.name, 0))
+    name, source, line, via_must = _CLIENT_CALLERS.get(cmd.name, (cmd.name, cmd.name, 0, True))
     src = "/tmp/etcd-release-3.5.1/etcd/release/etcd"
     mod = "/home/remote/sbatsche/.gvm/pkgsets/go1.16.3/global/pkg/mod/github.com/spf13/cobra@v1.1.3"
     trace = "\n".join([
         "go.etcd.io/etcd/pkg/v3/flags.verifyEnv", f"\t{src}/pkg/flags/flag.go:85",
         "go.etcd.io/etcd/pkg/v3/flags.SetPflagsFromEnv", f"\t{src}/pkg/flags/flag.go:63",
         "go.etcd.io/etcd/etcdctl/v3/ctlv3/command.clientConfigFromCmd", f"\t{src}/etcdctl/ctlv3/command/global.go:128",
-        "go.etcd.io/etcd/etcdctl/v3/ctlv3/command.mustClientFromCmd", f"\t{src}/etcdctl/ctlv3/command/global.go:174",
+        *(["go.etcd.io/etcd/etcdctl/v3/ctlv3/command.mustClientFromCmd",
+            f"\t{src}/etcdctl/ctlv3/command/global.go:174"] if via_must else []),
         f"go.etcd.io/etcd/etcdctl/v3/ctlv3/command.{name}CommandFunc",
-        f"\t{src}/etcdctl/ctlv3/command/{name}_command.go:{line}",
+        f"\t{src}/etcdctl/ctlv3/command/{source}_command.go:{line}",
         "github.com/spf13/cobra.(*Command).execute", f"\t{mod}/command.go:856",
         "github.com/spf13/cobra.(*Command).ExecuteC", f"\t{mod}/command.go:960",
         "github.com/spf13/cobra.(*Command).Execute", f"\t{mod}/command.go:897",
