@@ -31,7 +31,7 @@ from pyetcd.server.membership import MemberChange, Membership, added_member_id
 from pyetcd.server.raft_node import RaftNode
 from pyetcd.storage.backend import Backend
 from pyetcd.storage.mvcc import KVStore
-from pyetcd.transport import PeerTransport
+from pyetcd.transport import PeerTransport, Rejection, Status
 
 logger = logging.getLogger("pyetcd.server")
 
@@ -93,7 +93,8 @@ class EtcdServer:
                               pre_vote=cfg["pre-vote"], check_quorum=True))
         self.transport = PeerTransport(self.member_id, self.cluster_id, on_message=self._on_peer_message,
                                        on_snapshot=self._on_snapshot, on_unreachable=self._on_unreachable,
-                                       cluster_info=self._cluster_info, logger=logging.getLogger("pyetcd.transport"))
+                                       on_rejected=self._on_rejected, cluster_info=self._cluster_info,
+                                       logger=logging.getLogger("pyetcd.transport"))
         await self.transport.start(cfg["listen-peer-urls"])
         for member in [*self.membership.members.values(), *boot.peers]:
             if member.ID != self.member_id and member.ID not in self.transport.peers():
@@ -210,8 +211,7 @@ class EtcdServer:
         peer_id = change.member.ID
         if peer_id == self.member_id:
             if change.kind == MemberChange.REMOVE:
-                log(logger, logging.WARNING, "the member has been permanently removed from the cluster")
-                asyncio.get_running_loop().call_soon(self._stopped.set)
+                self._removed_from_cluster()
             return
         if change.kind == MemberChange.REMOVE:
             self.transport.remove_peer(peer_id)
@@ -267,6 +267,18 @@ class EtcdServer:
 
     def _on_unreachable(self, peer_id: int) -> None:
         self.raft.report_unreachable(peer_id)
+
+    def _on_rejected(self, rejection: Rejection) -> None:
+        # A removed follower may never apply its own removal: the leader stops replicating to it
+        # once the change is applied. The peers refusing it tell it instead (as etcd's rafthttp).
+        if not rejection.inbound and rejection.status is Status.MEMBER_REMOVED:
+            self._removed_from_cluster()
+
+    def _removed_from_cluster(self) -> None:
+        if not self._stopped.is_set():
+            log(logger, logging.WARNING, "the member has been permanently removed from the cluster")
+            log(logger, logging.WARNING, "data-dir used by this member must be removed")
+            asyncio.get_running_loop().call_soon(self._stopped.set)
 
     async def _on_snapshot(self, from_id: int, metadata: bytes, path: str) -> None:
         """The leader sent its database: swap it in, then hand Raft the snapshot message."""
