@@ -26,10 +26,14 @@ class _StreamProtocol(asyncio.Protocol):
         self.answered: asyncio.Future[tuple[Status, str]] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
         self.transport: asyncio.Transport | None = None
+        self.abandoned = False
         self._buf = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        if self.abandoned:
+            transport.abort()
+            return
         self.peer.open.add(self)
         ctx = self.peer.ctx
         transport.set_write_buffer_limits(high=ctx.options.write_buffer_high)
@@ -52,9 +56,24 @@ class _StreamProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.answered.done():
             self.answered.set_exception(ConnectionError("connection closed during handshake"))
-        self.closed.set_result(None)
-        self.peer.open.discard(self)
+        self._forget()
         self.peer._lost(self)
+
+    def abandon(self) -> None:
+        """A dial that failed or was cancelled: close the connection and forget it for good.
+
+        uvloop may close the transport of a cancelled create_connection and still call
+        connection_made afterwards, with no connection_lost to follow; nothing may wait for it.
+        """
+        self.abandoned = True
+        if self.transport is not None:
+            self.transport.abort()
+        self._forget()
+
+    def _forget(self) -> None:
+        self.peer.open.discard(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
 
     def pause_writing(self) -> None:
         self.peer._pause(self)
@@ -192,10 +211,11 @@ class PeerStream:
     async def _connect(self) -> _StreamProtocol | None:
         errors = []
         for url in list(self.urls):
-            proto, ok = None, False
+            created: list[_StreamProtocol] = []
+            ok = False
             try:
                 async with asyncio.timeout(self.ctx.options.dial_timeout):
-                    proto = await self._dial(url)
+                    proto = await self._dial(url, created)
                     status, text = await proto.answered
                 if status is not Status.OK:
                     raise HandshakeError(status, text)
@@ -207,17 +227,24 @@ class PeerStream:
             except (OSError, TimeoutError, ssl.SSLError) as e:
                 errors.append(f"{url.host}:{url.port}: {e or type(e).__name__}")
             finally:
-                if not ok and proto is not None and proto.transport is not None:
-                    proto.transport.abort()  # closes it even when we are being cancelled
+                if not ok:
+                    for proto in created:
+                        proto.abandon()  # also when we are being cancelled
         if self._fail_log():
             self.ctx.log(logging.WARNING, "cannot reach peer", **{"remote-peer-id": f"{self.peer_id:x}",
                                                                   "errors": errors})
         return None
 
-    async def _dial(self, url: PeerURL) -> _StreamProtocol:
+    async def _dial(self, url: PeerURL, created: list[_StreamProtocol]) -> _StreamProtocol:
+        """Connect; ``created`` gets the protocol as soon as it exists, even if we are cancelled."""
+        def factory() -> _StreamProtocol:
+            proto = _StreamProtocol(self)
+            created.append(proto)
+            return proto
+
         tls = self.ctx.ssl_client if url.tls else None
-        _, proto = await self._loop.create_connection(lambda: _StreamProtocol(self), url.host, url.port,
-                                                      ssl=tls, server_hostname=url.host if tls else None)
+        _, proto = await self._loop.create_connection(factory, url.host, url.port, ssl=tls,
+                                                      server_hostname=url.host if tls else None)
         return proto
 
     def _rejected(self, e: HandshakeError) -> None:
