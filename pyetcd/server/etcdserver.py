@@ -450,7 +450,7 @@ class EtcdServer:
                     await asyncio.wait_for(self._leader_changed.wait(), deadline - time.monotonic())
             except asyncio.TimeoutError:
                 raise errors.ErrTimeoutLeaderTransfer from None
-        return rpc_pb2.MoveLeaderResponse(header=self.header())
+        return rpc_pb2.MoveLeaderResponse()  # etcd 3.5 answers MoveLeader without a header
 
     # ---- cluster -------------------------------------------------------------------------------
 
