@@ -153,6 +153,8 @@ def test_member_of_another_cluster_is_refused(three, stranger):
     wait_for(lambda: any("cluster ID mismatch" in log_text(m) for m in three), 15,
              "the members to refuse the stranger's connections")
     assert stranger.proc.poll() is None, stranger.log_tail()
+    # its peer transport talks before its client port serves: wait for the latter
+    wait_for(lambda: status(stranger) is not None, 15, "the stranger's client port")
     # no split cluster: the stranger never has a leader, the cluster never lists it
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:

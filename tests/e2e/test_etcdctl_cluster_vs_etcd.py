@@ -200,6 +200,10 @@ def _mask(text: str, c: Cluster, added: dict) -> str:
     for ident, name in added.items():
         text = re.sub(rf"\b({ident:x}|{ident})\b", f"<{name}>", text)
     text = re.sub(r"(Member|cluster) +<", r"\1 <", text)  # %16x pads ids of either length
+    # table cells are padded to the widest value, and ids differ in length from run to run
+    text = "".join(re.sub(r"\| +", "| ", re.sub(r" +\|", " |", line)) if line.startswith("|")
+                   else re.sub(r"-+", "-", line) if line.startswith("+") else line
+                   for line in text.splitlines(True))
     text = re.sub(r"took = \S+", "took = <D>", text)
     text = re.sub(r'"ts":"[^"]*"|"ts":[0-9.]+', '"ts":<TS>', text)
     return "".join(line for line in text.splitlines(True) if not line.startswith('{"level"'))
