@@ -40,6 +40,8 @@ M = raft_pb2
 # A learner may be promoted once its log is this close to the leader's (etcd: 90%).
 LEARNER_READY_PERCENT = 0.9
 
+_FENCE_PREFIX = b"fence/"
+
 _CONF_CHANGE_TYPE = {
     MemberChange.ADD: M.ConfChangeAddNode, MemberChange.ADD_LEARNER: M.ConfChangeAddLearnerNode,
     MemberChange.PROMOTE: M.ConfChangeAddNode, MemberChange.REMOVE: M.ConfChangeRemoveNode,
@@ -61,8 +63,9 @@ class EtcdServer:
         self.member_id = 0
         self.cluster_id = 0
         self.applied_index = 0
-        self._ids = itertools.count(int(time.time() * 1000) << 16)
+        self._ids = itertools.count(1)  # replaced by a cluster-unique sequence at start
         self._waiting: dict[int, tuple[asyncio.Future, InternalRequest]] = {}
+        self._fenced: set[int] = set()  # requests that must never apply (see Fence)
         self._reads_next: list[asyncio.Future] = []
         self._read_states: dict[bytes, asyncio.Future] = {}
         self._applied_waiters: list[tuple[int, asyncio.Future]] = []
@@ -85,6 +88,10 @@ class EtcdServer:
         self._open_backend()
         boot = await bootstrap.bootstrap(cfg, self.backend, self.membership)
         self.member_id, self.cluster_id = boot.member_id, boot.cluster_id
+        # Request IDs are unique across the cluster and across restarts (like etcd's idutil): the
+        # member's low 16 bits, then milliseconds, then a counter. Every member sees every ID.
+        millis = int(time.time() * 1000) & 0xFFFFFFFF
+        self._ids = itertools.count(((self.member_id & 0xFFFF) << 48) | (millis << 16))
         self.applied_index = self.store.consistent_index
         log(logger, logging.INFO, "starting local member",
             **{"local-member-id": f"{self.member_id:x}", "cluster-id": f"{self.cluster_id:x}"})
@@ -137,7 +144,16 @@ class EtcdServer:
         self.store = KVStore(self.backend)
         self.applier = Applier(self.store)
         self.applier.register("member_change", self._apply_member_change)
+        self.applier.register("fence", self._apply_fence)
         self.membership = Membership(self.backend)
+        with self.backend.begin_read() as txn:
+            cursor = txn.cursor(db=self.backend.db("meta"))
+            self._fenced = set()
+            if cursor.set_range(_FENCE_PREFIX):
+                for key in cursor.iternext(values=False):
+                    if not key.startswith(_FENCE_PREFIX):
+                        break
+                    self._fenced.add(int.from_bytes(key[len(_FENCE_PREFIX):], "big"))
 
     async def _publish(self) -> None:
         """Announce this member's name and client URLs to the cluster (etcd's publish), until it sticks."""
@@ -182,6 +198,10 @@ class EtcdServer:
                 request = InternalRequest.FromString(entry.data)
             else:
                 continue
+            if request.ID in self._fenced:
+                continue  # its proposer already reported that it failed
+            if request.HasField("fence"):
+                self._fenced.add(request.fence.request_id)
             waiting = self._waiting.get(request.ID)
             batch.append((entry.index, entry.term, waiting[1] if waiting else request))
         results = self.applier.apply_batch(batch) if batch else []
@@ -225,6 +245,10 @@ class EtcdServer:
         if change.kind == MemberChange.UPDATE and change.member.ID != self.member_id:
             self.transport.update_peer(change.member.ID, list(change.member.peerURLs))
         return rpc_pb2.MemberListResponse(members=self.membership.sorted_members())
+
+    def _apply_fence(self, w, fence: raft_internal_pb2.Fence) -> raft_internal_pb2.FenceResponse:
+        w.txn.put(_FENCE_PREFIX + fence.request_id.to_bytes(8, "big"), b"", db=self.backend.db("meta"))
+        return raft_internal_pb2.FenceResponse()
 
     def on_read_states(self, states: list[ReadState]) -> None:
         for state in states:
@@ -278,7 +302,9 @@ class EtcdServer:
         if not self._stopped.is_set():
             log(logger, logging.WARNING, "the member has been permanently removed from the cluster")
             log(logger, logging.WARNING, "data-dir used by this member must be removed")
-            asyncio.get_running_loop().call_soon(self._stopped.set)
+            # Like etcd, linger a moment: a removed leader's followers learn that the removal is
+            # committed from its next heartbeats, and elect a new leader sooner.
+            asyncio.get_running_loop().call_later(min(1.0, 10 * self.tick_seconds), self._stopped.set)
 
     async def _on_snapshot(self, from_id: int, metadata: bytes, path: str) -> None:
         """The leader sent its database: swap it in, then hand Raft the snapshot message."""
@@ -340,9 +366,31 @@ class EtcdServer:
         except ProposalDropped:
             pass  # no leader to take it now: like etcd, the request times out
         try:
-            return await self._within_timeout(future, errors.ErrTimeout)
+            return await asyncio.wait_for(asyncio.shield(future), self.request_timeout)
+        except asyncio.TimeoutError:
+            return await self._settle(internal.ID, future)
         finally:
             self._waiting.pop(internal.ID, None)
+
+    async def _settle(self, request_id: int, future: asyncio.Future) -> Any:
+        """The request timed out: commit a fence after which it can never apply. If it applied
+        before the fence, that is its outcome; if not, the failure we report is definite. Only
+        when not even the fence commits (no quorum) does the outcome stay unknown, as in etcd."""
+        fence = InternalRequest(ID=next(self._ids), fence=raft_internal_pb2.Fence(request_id=request_id))
+        fenced = asyncio.get_running_loop().create_future()
+        self._waiting[fence.ID] = (fenced, fence)
+        try:
+            try:
+                self.raft.propose(fence.SerializeToString())
+            except ProposalDropped:
+                pass
+            await asyncio.wait([future, fenced], timeout=self.request_timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._waiting.pop(fence.ID, None)
+        if future.done():
+            return future.result()
+        raise errors.ErrNoLeader if not self.raft.lead else errors.ErrTimeout
 
     # ---- linearizable reads: batched ReadIndex -----------------------------------------------
 
@@ -459,6 +507,8 @@ class EtcdServer:
 
     def _cluster_info(self) -> bytes:
         """What a member joining with --initial-cluster-state existing asks the peer transport for."""
+        if self.member_id not in self.membership.members:
+            raise RuntimeError("this member is still joining: it does not know the cluster yet")
         return rpc_pb2.MemberListResponse(header=self._member_header(),
                                           members=self.membership.sorted_members()).SerializeToString()
 
