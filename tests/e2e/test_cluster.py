@@ -94,7 +94,7 @@ def test_quorum_loss_stops_writes_and_recovery_keeps_them(three):
     for m in others:
         m.kill()
     with pytest.raises(grpc.RpcError) as err:
-        kv(survivor).Put(rpc_pb2.PutRequest(key=b"lost", value=b"x"), timeout=15)
+        kv(survivor).Put(rpc_pb2.PutRequest(key=b"lost", value=b"x"), timeout=30)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert err.value.details() in ("etcdserver: request timed out", "etcdserver: no leader")
     for m in others:
