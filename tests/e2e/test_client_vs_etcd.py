@@ -6,7 +6,7 @@ import pytest
 from pyetcd import errors
 from pyetcd.client import AsyncClient, Client, prefix_end, put_request, range_request
 from pyetcd.proto.etcdserverpb import rpc_pb2
-from tests.e2e.conftest import free_port
+from servers import free_port
 
 
 def test_sync_kv(etcd_server):

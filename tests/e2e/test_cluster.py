@@ -7,7 +7,7 @@ import grpc
 import pytest
 
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from servers import PYETCD, Server, cluster, etcdctl, have_ref, ref_bin, start_all
+from servers import wait_for, PYETCD, Server, cluster, etcdctl, have_ref, ref_bin, start_all
 
 
 def kv(member: Server) -> rpc_pb2_grpc.KVStub:
@@ -18,19 +18,6 @@ def status(member: Server) -> rpc_pb2.StatusResponse:
     with grpc.insecure_channel(member.endpoint) as ch:
         return rpc_pb2_grpc.MaintenanceStub(ch).Status(rpc_pb2.StatusRequest(), timeout=5)
 
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except grpc.RpcError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def leader_of(members: list[Server]) -> Server:

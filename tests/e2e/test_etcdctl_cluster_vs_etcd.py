@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.e2e.conftest import free_port, ref_bin, require_ref
+from servers import free_port, ref_bin, require_ref
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY_ETCDCTL = os.path.join(ROOT, ".venv", "bin", "etcdctl")

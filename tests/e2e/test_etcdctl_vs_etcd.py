@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.e2e.conftest import ref_bin
+from servers import ref_bin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

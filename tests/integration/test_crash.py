@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 
 import grpc
 
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from servers import PYETCD, Server
+from servers import PYETCD, Server, wait_for
 
 WRITERS = 4
 ROUNDS = 4
@@ -52,13 +51,6 @@ class Writers:
                     self.acked[key] = resp.header.revision
                     self.count += 1
 
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def check_store(endpoint: str, acked: dict[bytes, int]) -> None:

@@ -11,7 +11,6 @@ import sys
 import textwrap
 from collections import defaultdict
 
-import pytest
 
 from pyetcd.transport import PeerTransport, TransportOptions
 
