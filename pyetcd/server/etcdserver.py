@@ -42,6 +42,15 @@ LEARNER_READY_PERCENT = 0.9
 
 _FENCE_PREFIX = b"fence/"
 
+
+class _Expired:
+    """What a proposer's future holds when the request timeout passed first."""
+
+    __slots__ = ("late",)
+
+    def __init__(self, late: asyncio.Future) -> None:
+        self.late = late  # resolved if the request applies after all
+
 _CONF_CHANGE_TYPE = {
     MemberChange.ADD: M.ConfChangeAddNode, MemberChange.ADD_LEARNER: M.ConfChangeAddLearnerNode,
     MemberChange.PROMOTE: M.ConfChangeAddNode, MemberChange.REMOVE: M.ConfChangeRemoveNode,
@@ -354,28 +363,41 @@ class EtcdServer:
         data = internal.SerializeToString()
         if len(data) > self.max_request_bytes:
             raise errors.ErrRequestTooLarge
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._waiting[internal.ID] = (future, internal)
+        timer = loop.call_later(self.request_timeout, self._expire, internal.ID)
         try:
-            if conf_change is None:
-                self.raft.propose(data)
-            else:
-                node_id = internal.member_change.member.ID
-                self.raft.propose_conf_change(raft_pb2.ConfChange(type=conf_change, node_id=node_id,
-                                                                  context=data, id=internal.ID))
-        except ProposalDropped:
-            pass  # no leader to take it now: like etcd, the request times out
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), self.request_timeout)
-        except asyncio.TimeoutError:
-            return await self._settle(internal.ID, future)
+            try:
+                if conf_change is None:
+                    self.raft.propose(data)
+                else:
+                    node_id = internal.member_change.member.ID
+                    self.raft.propose_conf_change(raft_pb2.ConfChange(type=conf_change, node_id=node_id,
+                                                                      context=data, id=internal.ID))
+            except ProposalDropped:
+                pass  # no leader to take it now: like etcd, the request times out
+            result = await future
+            if isinstance(result, _Expired):
+                return await self._settle(internal.ID, result.late)
+            return result
         finally:
+            timer.cancel()
             self._waiting.pop(internal.ID, None)
 
-    async def _settle(self, request_id: int, future: asyncio.Future) -> Any:
+    def _expire(self, request_id: int) -> None:
+        """The request timeout passed: wake the proposer, and keep listening for the request."""
+        waiting = self._waiting.get(request_id)
+        if waiting is not None and not waiting[0].done():
+            late = asyncio.get_running_loop().create_future()
+            self._waiting[request_id] = (late, waiting[1])
+            waiting[0].set_result(_Expired(late))
+
+    async def _settle(self, request_id: int, late: asyncio.Future) -> Any:
         """The request timed out: commit a fence after which it can never apply. If it applied
-        before the fence, that is its outcome; if not, the failure we report is definite. Only
-        when not even the fence commits (no quorum) does the outcome stay unknown, as in etcd."""
+        before the fence (``late`` resolved), that is its outcome; if not, the failure we report
+        is definite. Only when not even the fence commits (no quorum) is the outcome unknown, as
+        in etcd."""
         fence = InternalRequest(ID=next(self._ids), fence=raft_internal_pb2.Fence(request_id=request_id))
         fenced = asyncio.get_running_loop().create_future()
         self._waiting[fence.ID] = (fenced, fence)
@@ -384,12 +406,11 @@ class EtcdServer:
                 self.raft.propose(fence.SerializeToString())
             except ProposalDropped:
                 pass
-            await asyncio.wait([future, fenced], timeout=self.request_timeout,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([late, fenced], timeout=self.request_timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._waiting.pop(fence.ID, None)
-        if future.done():
-            return future.result()
+        if late.done():
+            return late.result()
         raise errors.ErrNoLeader if not self.raft.lead else errors.ErrTimeout
 
     # ---- linearizable reads: batched ReadIndex -----------------------------------------------
