@@ -505,6 +505,18 @@ class EtcdServer:
             raftIndex=self.raft.commit_index, raftTerm=self.raft.term,
             raftAppliedIndex=self.applied_index, isLearner=self.is_learner)
 
+    async def hash_kv(self, req: rpc_pb2.HashKVRequest) -> rpc_pb2.HashKVResponse:
+        with self.store.read() as view:
+            crc, _ = view.hash_kv(req.revision)
+            compact_rev = view.compact_rev
+        return rpc_pb2.HashKVResponse(header=self.header(), hash=crc, compact_revision=compact_rev)
+
+    async def authenticate(self, req: rpc_pb2.AuthenticateRequest) -> rpc_pb2.AuthenticateResponse:
+        raise errors.ErrAuthNotEnabled  # auth cannot be enabled yet, so it never is
+
+    async def auth_status(self, req: rpc_pb2.AuthStatusRequest) -> rpc_pb2.AuthStatusResponse:
+        return rpc_pb2.AuthStatusResponse(header=self.header(), enabled=False)
+
     async def move_leader(self, req: rpc_pb2.MoveLeaderRequest) -> rpc_pb2.MoveLeaderResponse:
         if not self.is_leader:
             raise errors.ErrNotLeader

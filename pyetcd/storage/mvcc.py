@@ -9,6 +9,8 @@ same LMDB transaction as the data.
 """
 from __future__ import annotations
 
+import zlib
+
 import lmdb
 
 from pyetcd import errors
@@ -117,6 +119,26 @@ class ReadTxn:
                 break
             out.append((revision, raw))
         return out
+
+    def hash_kv(self, rev: int = 0) -> tuple[int, int]:
+        """(CRC-32 of every change up to ``rev``, the revision hashed): equal on members that
+        applied the same log (etcd's HashKV; the value itself is ours)."""
+        current = self.visible_rev()
+        if rev > current:
+            raise errors.ErrFutureRev
+        if rev <= 0:
+            rev = current
+        if rev < self.compact_rev:
+            raise errors.ErrCompacted
+        crc = zlib.crc32(b"key")  # the bucket's name: an empty store does not hash to 0
+        stop = REV.pack(rev + 1, 0, 0)
+        cur = self.txn.cursor(db=self._key)
+        if cur.first():
+            for revision, raw in cur.iternext():
+                if revision >= stop:
+                    break
+                crc = zlib.crc32(raw, zlib.crc32(revision, crc))
+        return crc, rev
 
 
 class WriteTxn(ReadTxn):

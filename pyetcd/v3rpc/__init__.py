@@ -44,6 +44,17 @@ class Maintenance(_Service):
     async def MoveLeader(self, req, ctx):
         return await self.server.move_leader(req)
 
+    async def HashKV(self, req, ctx):
+        return await self.server.hash_kv(req)
+
+
+class Auth(_Service):
+    async def Authenticate(self, req, ctx):
+        return await self.server.authenticate(req)
+
+    async def AuthStatus(self, req, ctx):
+        return await self.server.auth_status(req)
+
 
 class Cluster(_Service):
     async def MemberList(self, req, ctx):
@@ -66,7 +77,7 @@ class _Unimplemented(_Service):
     """A service none of whose methods is built yet."""
 
 
-_IMPLS = {"KV": KV, "Maintenance": Maintenance, "Cluster": Cluster}
+_IMPLS = {"KV": KV, "Maintenance": Maintenance, "Cluster": Cluster, "Auth": Auth}
 
 
 def services(server: EtcdServer) -> dict[str, Any]:

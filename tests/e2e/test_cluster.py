@@ -20,6 +20,11 @@ def status(member: Server) -> rpc_pb2.StatusResponse:
 
 
 
+def hash_kv(member: Server, rev: int) -> int:
+    with grpc.insecure_channel(member.endpoint) as ch:
+        return rpc_pb2_grpc.MaintenanceStub(ch).HashKV(rpc_pb2.HashKVRequest(revision=rev), timeout=5).hash
+
+
 def leader_of(members: list[Server]) -> Server:
     alive = [m for m in members if m.proc and m.proc.poll() is None]
     lead = wait_for(lambda: status(alive[0]).leader, 10, "a leader")
@@ -70,6 +75,10 @@ def test_replication_failover_and_catch_up(three):
     wait_for(lambda: get(old, b"n59", serializable=True) == b"x", 30, "the old leader to catch up")
     assert "receiving database snapshot" in open(old.log_path).read()
     assert get(old, b"k") == b"v2"
+    # the same history on every member, the one restored from a snapshot included
+    rev = kv(old).Range(rpc_pb2.RangeRequest(key=b"k"), timeout=5).header.revision
+    hashes = {m.name: hash_kv(m, rev) for m in three}
+    assert len(set(hashes.values())) == 1, hashes
 
 
 def test_quorum_loss_stops_writes_and_recovery_keeps_them(three):

@@ -191,3 +191,33 @@ def test_backend_sizes_and_copy(tmp_path):
         assert backend.db("lease") is not None
     finally:
         copy.close()
+
+
+def test_hash_kv_follows_history_and_checks_revisions(tmp_path):
+    from pyetcd import errors
+    from pyetcd.storage.backend import Backend
+    from pyetcd.storage.mvcc import KVStore
+
+    def fresh(name):
+        store = KVStore(Backend(str(tmp_path / name)))
+        with store.write() as w:
+            w.put(b"a", b"1", 0, None)
+            w.finish_request()
+        with store.write() as w:
+            w.put(b"a", b"2", 0, w.get(b"a"))
+            w.finish_request()
+        return store
+
+    one, two = fresh("one"), fresh("two")
+    with one.read() as v1, two.read() as v2:
+        assert v1.hash_kv() == v2.hash_kv()          # same history, same hash
+        assert v1.hash_kv(2) != v1.hash_kv(3)        # a later revision covers more
+        with pytest.raises(errors.EtcdError) as e:
+            v1.hash_kv(99)
+        assert e.value == errors.ErrFutureRev
+    with two.write() as w:
+        w.put(b"b", b"x", 0, None)
+        w.finish_request()
+    with one.read() as v1, two.read() as v2:
+        assert v1.hash_kv(3) == v2.hash_kv(3)
+        assert v1.hash_kv() != v2.hash_kv()
