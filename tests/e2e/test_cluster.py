@@ -79,6 +79,11 @@ def test_replication_failover_and_catch_up(three):
     rev = kv(old).Range(rpc_pb2.RangeRequest(key=b"k"), timeout=5).header.revision
     hashes = {m.name: hash_kv(m, rev) for m in three}
     assert len(set(hashes.values())) == 1, hashes
+    # and it restarts from the snapshot it received plus its WAL
+    assert old.stop() == 0
+    old.start()
+    wait_for(lambda: get(old, b"n59", serializable=True) == b"x", 30, "the restarted member's data")
+    assert hash_kv(old, rev) == hashes[old.name]
 
 
 def test_quorum_loss_stops_writes_and_recovery_keeps_them(three):
@@ -126,3 +131,21 @@ def test_move_leader_and_member_commands_with_real_etcdctl(three):
     assert removed.returncode == 0, removed.stderr
     again = etcdctl(ctl, lead.endpoint, "member", "remove", new_id)
     assert again.returncode == 1 and "member not found" in again.stderr
+
+
+def test_whole_cluster_restarts_with_its_data(three):
+    for i in range(50):  # past --snapshot-count: restarts resume from snapshot + WAL
+        kv(three[i % 3]).Put(rpc_pb2.PutRequest(key=b"r%d" % i, value=b"%d" % i), timeout=5)
+    rev = kv(three[0]).Range(rpc_pb2.RangeRequest(key=b"r49"), timeout=5).kvs[0].mod_revision
+    for m in three:
+        assert m.stop() == 0
+    start_all(three)
+    kv(three[1]).Put(rpc_pb2.PutRequest(key=b"after", value=b"restart"), timeout=10)
+    for m in three:
+        resp = kv(m).Range(rpc_pb2.RangeRequest(key=b"r", range_end=b"s"), timeout=10)
+        assert len(resp.kvs) == 50
+        assert max(kv_.mod_revision for kv_ in resp.kvs) == rev
+        assert get(m, b"after") == b"restart"
+    with grpc.insecure_channel(three[2].endpoint) as ch:
+        members = rpc_pb2_grpc.ClusterStub(ch).MemberList(rpc_pb2.MemberListRequest(), timeout=5).members
+    assert sorted(m.name for m in members) == ["infra0", "infra1", "infra2"]
