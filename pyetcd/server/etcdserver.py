@@ -368,15 +368,15 @@ class EtcdServer:
         self._waiting[internal.ID] = (future, internal)
         timer = loop.call_later(self.request_timeout, self._expire, internal.ID)
         try:
-            try:
-                if conf_change is None:
-                    self.raft.propose(data)
-                else:
-                    node_id = internal.member_change.member.ID
+            if conf_change is None:
+                self.raft.propose(data)
+            else:
+                node_id = internal.member_change.member.ID
+                try:
                     self.raft.propose_conf_change(raft_pb2.ConfChange(type=conf_change, node_id=node_id,
                                                                       context=data, id=internal.ID))
-            except ProposalDropped:
-                pass  # no leader to take it now: like etcd, the request times out
+                except ProposalDropped:
+                    pass  # no leader to take it now: like etcd, the request times out
             result = await future
             if isinstance(result, _Expired):
                 return await self._settle(internal.ID, result.late)
@@ -402,10 +402,7 @@ class EtcdServer:
         fenced = asyncio.get_running_loop().create_future()
         self._waiting[fence.ID] = (fenced, fence)
         try:
-            try:
-                self.raft.propose(fence.SerializeToString())
-            except ProposalDropped:
-                pass
+            self.raft.propose(fence.SerializeToString())
             await asyncio.wait([late, fenced], timeout=self.request_timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._waiting.pop(fence.ID, None)

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from pyetcd.logutil import log
 from pyetcd.proto.raftpb import raft_pb2
-from pyetcd.raft import MemoryStorage, RawNode, ReadState, SoftState
+from pyetcd.raft import MemoryStorage, ProposalDropped, RawNode, ReadState, SoftState
 from pyetcd.wal import WAL
 
 logger = logging.getLogger("pyetcd.raft")
@@ -43,6 +43,7 @@ class RaftNode:
         self.tick_seconds = tick_seconds
         self.fsync = fsync
         self._wakeup = asyncio.Event()
+        self._proposals: list[bytes] = []
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
 
@@ -52,8 +53,19 @@ class RaftNode:
         self._wakeup.set()
 
     def propose(self, data: bytes) -> None:
-        """Raises pyetcd.raft.ProposalDropped when there is no leader to take it."""
-        self.node.propose(data)
+        """Queue a proposal; every proposal of this loop iteration goes to Raft as one batch (one
+        message, one append). A batch Raft drops (no leader) is lost like any lost proposal:
+        its proposers time out."""
+        self._proposals.append(data)
+        if len(self._proposals) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_proposals)
+
+    def _flush_proposals(self) -> None:
+        batch, self._proposals = self._proposals, []
+        try:
+            self.node.propose_batch(batch)
+        except ProposalDropped:
+            pass
         self._wakeup.set()
 
     def propose_conf_change(self, cc: raft_pb2.ConfChange) -> None:
