@@ -112,9 +112,7 @@ class EtcdServer:
                                        on_rejected=self._on_rejected, cluster_info=self._cluster_info,
                                        logger=logging.getLogger("pyetcd.transport"))
         await self.transport.start(cfg["listen-peer-urls"])
-        for member in [*self.membership.members.values(), *boot.peers]:
-            if member.ID != self.member_id and member.ID not in self.transport.peers():
-                self.transport.add_peer(member.ID, list(member.peerURLs))
+        self._sync_peers(boot.peers)
         self.raft = RaftNode(node, boot.storage, boot.wal, self.transport, self,
                              tick_seconds=self.tick_seconds, fsync=not cfg["unsafe-no-fsync"])
         self.raft.start()
@@ -231,12 +229,12 @@ class EtcdServer:
         self._wake_applied_waiters()
 
     def _apply_conf_change_to_raft(self, cc: raft_pb2.ConfChange, request: InternalRequest, result) -> None:
-        if result is not None and isinstance(result[0], errors.EtcdError):
-            cc = raft_pb2.ConfChange(type=M.ConfChangeUpdateNode, node_id=cc.node_id)  # refused: no-op
+        refused = result is not None and isinstance(result[0], errors.EtcdError)
+        if refused:  # the member list refused it: Raft's configuration must not change either
+            self.raft.node.apply_conf_change(raft_pb2.ConfChange(type=M.ConfChangeUpdateNode, node_id=cc.node_id))
+            return
         self.raft.node.apply_conf_change(cc)
         change = request.member_change
-        if isinstance(result, tuple) and isinstance(result[0], errors.EtcdError):
-            return
         peer_id = change.member.ID
         if peer_id == self.member_id:
             if change.kind == MemberChange.REMOVE:
@@ -244,7 +242,8 @@ class EtcdServer:
             return
         if change.kind == MemberChange.REMOVE:
             self.transport.remove_peer(peer_id)
-        elif change.kind in (MemberChange.ADD, MemberChange.ADD_LEARNER):
+        elif change.kind in (MemberChange.ADD, MemberChange.ADD_LEARNER) and peer_id not in self.membership.removed:
+            # (a replayed add of a member removed later must not resurrect it)
             self.transport.add_peer(peer_id, list(change.member.peerURLs))
 
     def _apply_member_change(self, w, change: MemberChange) -> rpc_pb2.MemberListResponse:
@@ -315,6 +314,16 @@ class EtcdServer:
             # committed from its next heartbeats, and elect a new leader sooner.
             asyncio.get_running_loop().call_later(min(1.0, 10 * self.tick_seconds), self._stopped.set)
 
+    def _sync_peers(self, extra: list[rpc_pb2.Member] | tuple = ()) -> None:
+        """Give the transport every member (and ``extra``) to talk to; refuse removed IDs."""
+        for removed in self.membership.removed:  # a removed member must not come back
+            self.transport.remove_peer(removed)
+        known = set(self.transport.peers())
+        for member in [*self.membership.members.values(), *extra]:
+            if member.ID != self.member_id and member.ID not in known:
+                self.transport.add_peer(member.ID, list(member.peerURLs))
+                known.add(member.ID)
+
     async def _on_snapshot(self, from_id: int, metadata: bytes, path: str) -> None:
         """The leader sent its database: swap it in, then hand Raft the snapshot message."""
         message = raft_pb2.Message.FromString(metadata)
@@ -326,9 +335,7 @@ class EtcdServer:
         # Raft resumes applying after the snapshot's index; the database may already hold some of
         # the entries that follow (apply skips those), so track Raft's position, not the store's.
         self.applied_index = message.snapshot.metadata.index
-        for member in self.membership.members.values():
-            if member.ID != self.member_id and member.ID not in self.transport.peers():
-                self.transport.add_peer(member.ID, list(member.peerURLs))
+        self._sync_peers()
         self.raft.step(message)
 
     # ---- helpers ---------------------------------------------------------------------------
