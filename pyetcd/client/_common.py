@@ -137,6 +137,23 @@ def is_connection_error(err: grpc.RpcError) -> bool:
     return err.code() == grpc.StatusCode.UNAVAILABLE and not (err.details() or "").startswith("etcdserver:")
 
 
+def on_call_error(client, service: str, method: str, err: grpc.RpcError, endpoint: str,
+                  retried_auth: bool) -> bool:
+    """What a failed call does next (shared by the sync and asyncio clients): raise the mapped
+    error, or return so the caller continues — with the next endpoint (a connection failure is
+    noted on ``client``), or once more after dropping an expired token. Returns the new
+    ``retried_auth``."""
+    if not try_next_endpoint(service, method, err):
+        if err.details() == INVALID_TOKEN and client._token and not retried_auth:
+            client._token = None  # expired token: log in again
+            return True
+        raise map_error(err, client.last_connect_error) from None
+    if is_connection_error(err):
+        client.last_connect_error = endpoint
+        client.last_connect_details = err.details() or ""
+    return retried_auth
+
+
 def map_error(err: grpc.RpcError, last_connect_error: str = "") -> EtcdError:
     code = err.code()
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -78,14 +78,7 @@ class AsyncClient:
                     resp = await getattr(self._stub(ep, service), method)(
                         request, timeout=deadline - time.monotonic(), metadata=metadata)
                 except grpc.RpcError as err:
-                    if not c.try_next_endpoint(service, method, err):
-                        if err.details() == c.INVALID_TOKEN and self._token and not retried_auth:
-                            self._token, retried_auth = None, True  # expired token: log in again
-                            continue
-                        raise c.map_error(err, self.last_connect_error) from None
-                    if c.is_connection_error(err):
-                        self.last_connect_error = ep
-                        self.last_connect_details = err.details() or ""
+                    retried_auth = c.on_call_error(self, service, method, err, ep, retried_auth)
                     continue
                 if endpoint is None:
                     self._current = self.endpoints.index(ep)

@@ -130,14 +130,20 @@ def run_add(cmd: Command, args: list[str]) -> None:
                      'ETCD_INITIAL_CLUSTER_STATE="existing"\n')
 
 
-def run_remove(cmd: Command, args: list[str]) -> None:
+def _change_by_id(cmd: Command, args: list[str], method: str, verb: str) -> None:
+    """`member remove` / `member promote`: one member ID, one Cluster call, one result line."""
     from pyetcd.proto.etcdserverpb import rpc_pb2
 
     member_id = _member_id(args)
     ctx = Context(cmd)
     ctx.connect()
-    resp = _cluster_call(ctx, "MemberRemove", rpc_pb2.MemberRemoveRequest(ID=member_id))
-    ctx.cluster_display().member_changed(resp, member_id, "removed from")
+    request = getattr(rpc_pb2, f"{method}Request")(ID=member_id)
+    resp = _cluster_call(ctx, method, request)
+    ctx.cluster_display().member_changed(resp, member_id, verb)
+
+
+def run_remove(cmd: Command, args: list[str]) -> None:
+    _change_by_id(cmd, args, "MemberRemove", "removed from")
 
 
 def run_update(cmd: Command, args: list[str]) -> None:
@@ -153,13 +159,7 @@ def run_update(cmd: Command, args: list[str]) -> None:
 
 
 def run_promote(cmd: Command, args: list[str]) -> None:
-    from pyetcd.proto.etcdserverpb import rpc_pb2
-
-    member_id = _member_id(args)
-    ctx = Context(cmd)
-    ctx.connect()
-    resp = _cluster_call(ctx, "MemberPromote", rpc_pb2.MemberPromoteRequest(ID=member_id))
-    ctx.cluster_display().member_changed(resp, member_id, "promoted in")
+    _change_by_id(cmd, args, "MemberPromote", "promoted in")
 
 
 def run_move_leader(cmd: Command, args: list[str]) -> None:

@@ -359,11 +359,11 @@ class EtcdServer:
         member = self.membership.members.get(self.member_id)
         return bool(member and member.isLearner)
 
-    async def _within_timeout(self, fut: asyncio.Future, timeout_error: errors.EtcdError) -> Any:
+    async def _within_timeout(self, fut: asyncio.Future) -> Any:
         try:
             return await asyncio.wait_for(fut, self.request_timeout)
         except asyncio.TimeoutError:
-            raise (errors.ErrNoLeader if not self.raft.lead else timeout_error) from None
+            raise (errors.ErrNoLeader if not self.raft.lead else errors.ErrTimeout) from None
 
     async def _propose(self, conf_change: int | None = None, **request: Any) -> Any:
         internal = InternalRequest(ID=next(self._ids), **request)
@@ -423,7 +423,7 @@ class EtcdServer:
         fut = asyncio.get_running_loop().create_future()
         self._reads_next.append(fut)
         self._read_wakeup.set()
-        await self._within_timeout(fut, errors.ErrTimeout)
+        await self._within_timeout(fut)
 
     async def _read_loop(self) -> None:
         """One ReadIndex round at a time; reads arriving meanwhile share the next round."""
