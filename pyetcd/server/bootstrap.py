@@ -21,6 +21,7 @@ from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.raft import MemoryStorage
 from pyetcd.server.config import ConfigError, ServerConfig, cluster_id, member_id
 from pyetcd.server.membership import MemberChange, Membership
+from pyetcd.server.platform import Platform
 from pyetcd.storage.backend import Backend
 from pyetcd.wal import WAL
 
@@ -67,12 +68,12 @@ def conf_state(membership: Membership) -> raft_pb2.ConfState:
     return raft_pb2.ConfState(voters=membership.voters(), learners=membership.learners())
 
 
-async def bootstrap(cfg: ServerConfig, backend: Backend, membership: Membership) -> Boot:
+async def bootstrap(cfg: ServerConfig, backend: Backend, membership: Membership, platform: Platform) -> Boot:
     if WAL.exists(cfg.wal_dir):
         return _restart(cfg, backend, membership)
     if cfg["initial-cluster-state"] == "new":
         return _found(cfg, backend, membership)
-    return await _join(cfg)
+    return await _join(cfg, platform)
 
 
 def _restart(cfg: ServerConfig, backend: Backend, membership: Membership) -> Boot:
@@ -121,13 +122,11 @@ def _found(cfg: ServerConfig, backend: Backend, membership: Membership) -> Boot:
     return Boot(local_id, cid, wal, storage, BOOT_INDEX)
 
 
-async def _join(cfg: ServerConfig) -> Boot:
-    from pyetcd.transport import fetch_cluster
-
+async def _join(cfg: ServerConfig, platform: Platform) -> Boot:
     others = [url for name, urls in cfg.initial_cluster().items() if name != cfg.name for url in urls]
     if not others:
         raise ConfigError("--initial-cluster-state existing needs the other members in --initial-cluster")
-    cid, members = await fetch_cluster(others)
+    cid, members = await platform.fetch_cluster(others)
     mine = set(cfg["initial-advertise-peer-urls"])
     local = next((m for m in members if mine & set(m.peerURLs)), None)
     if local is None:

@@ -28,10 +28,11 @@ from pyetcd.server import bootstrap, checks
 from pyetcd.server.apply import Applier
 from pyetcd.server.config import ServerConfig
 from pyetcd.server.membership import MemberChange, Membership, added_member_id
+from pyetcd.server.platform import Platform
 from pyetcd.server.raft_node import RaftNode
 from pyetcd.storage.backend import Backend
 from pyetcd.storage.mvcc import KVStore
-from pyetcd.transport import PeerTransport, Rejection, Status
+from pyetcd.transport import Rejection, Status
 
 logger = logging.getLogger("pyetcd.server")
 
@@ -60,8 +61,9 @@ _CONF_CHANGE_TYPE = {
 class EtcdServer:
     """One etcd member. Create, ``await start()``, serve, ``await stop()``."""
 
-    def __init__(self, cfg: ServerConfig) -> None:
+    def __init__(self, cfg: ServerConfig, platform: Platform | None = None) -> None:
         self.cfg = cfg
+        self.platform = platform or Platform()
         self.max_request_bytes: int = cfg["max-request-bytes"]
         self.max_txn_ops: int = cfg["max-txn-ops"]
         tick_ms = cfg["heartbeat-interval"]
@@ -95,7 +97,7 @@ class EtcdServer:
         cfg = self.cfg
         os.makedirs(cfg.backend_path, exist_ok=True)
         self._open_backend()
-        boot = await bootstrap.bootstrap(cfg, self.backend, self.membership)
+        boot = await bootstrap.bootstrap(cfg, self.backend, self.membership, self.platform)
         self.member_id, self.cluster_id = boot.member_id, boot.cluster_id
         # Request IDs are unique across the cluster and across restarts (like etcd's idutil): the
         # member's low 16 bits, then milliseconds, then a counter. Every member sees every ID.
@@ -104,17 +106,18 @@ class EtcdServer:
         self.applied_index = self.store.consistent_index
         log(logger, logging.INFO, "starting local member",
             **{"local-member-id": f"{self.member_id:x}", "cluster-id": f"{self.cluster_id:x}"})
-        node = RawNode(Config(id=self.member_id, storage=boot.storage, rng=random.Random(),
+        node = RawNode(Config(id=self.member_id, storage=boot.storage,
+                              rng=random.Random(self.platform.rng.getrandbits(64)),
                               election_tick=self.election_ticks, heartbeat_tick=1, applied=boot.applied,
                               pre_vote=cfg["pre-vote"], check_quorum=True))
-        self.transport = PeerTransport(self.member_id, self.cluster_id, on_message=self._on_peer_message,
-                                       on_snapshot=self._on_snapshot, on_unreachable=self._on_unreachable,
-                                       on_rejected=self._on_rejected, cluster_info=self._cluster_info,
-                                       logger=logging.getLogger("pyetcd.transport"))
+        self.transport = self.platform.transport(
+            self.member_id, self.cluster_id, on_message=self._on_peer_message, on_snapshot=self._on_snapshot,
+            on_unreachable=self._on_unreachable, on_rejected=self._on_rejected, cluster_info=self._cluster_info,
+            rng=random.Random(self.platform.rng.getrandbits(64)), logger=logging.getLogger("pyetcd.transport"))
         await self.transport.start(cfg["listen-peer-urls"])
         self._sync_peers(boot.peers)
-        self.raft = RaftNode(node, boot.storage, boot.wal, self.transport, self,
-                             tick_seconds=self.tick_seconds, fsync=not cfg["unsafe-no-fsync"])
+        self.raft = RaftNode(node, boot.storage, boot.wal, self.transport, self, tick_seconds=self.tick_seconds,
+                             fatal=self.platform.fatal, fsync=not cfg["unsafe-no-fsync"])
         self.raft.start()
         if self.membership.voters() == [self.member_id]:
             node.campaign()  # alone: no one to wait for
@@ -295,7 +298,10 @@ class EtcdServer:
     # ---- peer transport callbacks --------------------------------------------------------------
 
     def _on_peer_message(self, from_id: int, data: bytes) -> None:
-        self.raft.step(raft_pb2.Message.FromString(data))
+        try:
+            self.raft.step(raft_pb2.Message.FromString(data))
+        except Exception as e:  # noqa: BLE001 - a Raft invariant broke: the member cannot go on safely
+            self.platform.fatal(f"raft: stepping a message from {from_id:x} failed", e)
 
     def _on_unreachable(self, peer_id: int) -> None:
         self.raft.report_unreachable(peer_id)
@@ -529,10 +535,11 @@ class EtcdServer:
             raise errors.ErrBadLeaderTransferee
         if req.targetID != self.member_id:
             self.raft.transfer_leader(req.targetID)
-            deadline = time.monotonic() + self.request_timeout
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.request_timeout
             try:
                 while self.raft.lead != req.targetID:
-                    await asyncio.wait_for(self._leader_changed.wait(), deadline - time.monotonic())
+                    await asyncio.wait_for(self._leader_changed.wait(), deadline - loop.time())
             except asyncio.TimeoutError:
                 raise errors.ErrTimeoutLeaderTransfer from None
         return rpc_pb2.MoveLeaderResponse()  # etcd 3.5 answers MoveLeader without a header
@@ -564,7 +571,8 @@ class EtcdServer:
 
     async def member_add(self, req: rpc_pb2.MemberAddRequest) -> rpc_pb2.MemberAddResponse:
         urls = bootstrap.check_peer_urls(req.peerURLs)
-        member = rpc_pb2.Member(ID=added_member_id(urls, self.cfg["initial-cluster-token"]), peerURLs=urls,
+        member_id = added_member_id(urls, self.cfg["initial-cluster-token"], self.platform.wall_clock())
+        member = rpc_pb2.Member(ID=member_id, peerURLs=urls,
                                 isLearner=req.isLearner)
         kind = MemberChange.ADD_LEARNER if req.isLearner else MemberChange.ADD
         self.membership.check(MemberChange(kind=kind, member=member))
@@ -614,9 +622,8 @@ class EtcdServer:
         leader = self.membership.members.get(self.raft.lead)
         if leader is None or not leader.clientURLs:
             raise errors.ErrNoLeader
-        from pyetcd.client.forward import call_unary  # client-side gRPC, only needed here
-        return await call_unary(list(leader.clientURLs), "Cluster", method, req, response_type,
-                                timeout=self.request_timeout)
+        return await self.platform.call_member(list(leader.clientURLs), "Cluster", method, req, response_type,
+                                               timeout=self.request_timeout)
 
     # ---- health --------------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import time
 from typing import Iterable
 
 import lmdb
@@ -31,8 +30,9 @@ def new_member_id(peer_urls: Iterable[str], cluster_token: str, now: float | Non
     return int.from_bytes(hashlib.sha1(text.encode()).digest()[:8], "big")
 
 
-def added_member_id(peer_urls: Iterable[str], cluster_token: str) -> int:
-    return new_member_id(peer_urls, cluster_token, time.time())
+def added_member_id(peer_urls: Iterable[str], cluster_token: str, now: float) -> int:
+    """The ID of a member added now (``now``: wall-clock seconds)."""
+    return new_member_id(peer_urls, cluster_token, now)
 
 
 class Membership:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Protocol
+from typing import Callable, NoReturn, Protocol
 
 from pyetcd.logutil import log
 from pyetcd.proto.raftpb import raft_pb2
@@ -34,7 +34,8 @@ class ReadyHandler(Protocol):
 
 class RaftNode:
     def __init__(self, node: RawNode, storage: MemoryStorage, wal: WAL, transport, handler: ReadyHandler, *,
-                 tick_seconds: float, fsync: bool = True) -> None:
+                 tick_seconds: float, fatal: Callable[[str, BaseException | None], NoReturn],
+                 fsync: bool = True) -> None:
         self.node = node
         self.storage = storage
         self.wal = wal
@@ -42,6 +43,7 @@ class RaftNode:
         self.handler = handler
         self.tick_seconds = tick_seconds
         self.fsync = fsync
+        self.fatal = fatal
         self._wakeup = asyncio.Event()
         self._proposals: list[bytes] = []
         self._tasks: list[asyncio.Task] = []
@@ -113,7 +115,7 @@ class RaftNode:
         self._tasks = [loop.create_task(self._run(), name="raft-ready"),
                        loop.create_task(self._tick(), name="raft-tick")]
         for task in self._tasks:
-            task.add_done_callback(_crash_on_failure)
+            task.add_done_callback(self._crash_on_failure)
         self._wakeup.set()
 
     async def stop(self) -> None:
@@ -182,10 +184,7 @@ class RaftNode:
         self.node.report_snapshot(m.to, ok)
         self._wakeup.set()
 
-
-def _crash_on_failure(task: asyncio.Task) -> None:
-    """A member whose Raft loop failed must not linger half-alive: log and exit, as etcd panics."""
-    if task.cancelled() or task.exception() is None:
-        return
-    logger.critical("raft loop failed", exc_info=task.exception())
-    os._exit(2)
+    def _crash_on_failure(self, task: asyncio.Task) -> None:
+        """A member whose Raft loop failed must not linger half-alive (etcd panics)."""
+        if not task.cancelled() and task.exception() is not None:
+            self.fatal("raft loop failed", task.exception())
