@@ -9,7 +9,9 @@ A record is a 10-byte header followed by its payload::
 
 The CRC covers the type and the length as well, so a damaged header is a CRC mismatch. CRCs are
 not chained from record to record: a damaged record then leaves the records after it verifiable,
-which is what tells a torn tail (nothing valid follows) from damage in the middle of the log.
+which is what tells damage in the middle of the log (a valid record follows) from the end.
+A damaged last record is a torn write only if it looks like what an interrupted append leaves
+(see is_torn); any other damage, a flipped bit in a full-length record say, is corruption.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ MAGIC = 0xE7
 HEADER = struct.Struct("<BBII")
 _PREFIX = struct.Struct("<BBI")  # the header bytes the CRC covers
 _MAGIC_RE = re.compile(bytes([MAGIC]))
+SECTOR = 512  # the unit a disk writes atomically, at least
+_ZERO_SECTOR = bytes(SECTOR)
 
 
 class RecordType(enum.IntEnum):
@@ -30,6 +34,7 @@ class RecordType(enum.IntEnum):
     ENTRY = 2  # a serialized raftpb.Entry
     HARDSTATE = 3  # a serialized raftpb.HardState
     SNAPSHOT = 4  # a SnapshotMarker
+    SNAPSHOT_RESET = 5  # a SnapshotMarker of a snapshot received from the leader: discards the log before it
 
 
 @dataclass(frozen=True)
@@ -82,3 +87,24 @@ def find_record(buf: memoryview, start: int) -> int | None:
         if decode_at(buf, match.start()) is not None:
             return match.start()
     return None
+
+
+def is_torn(buf: memoryview, offset: int) -> bool:
+    """Whether the damaged record at offset, with no intact record after it, is a torn write.
+
+    An interrupted append leaves a prefix of the record (cut short of its header, or of the length
+    its header gives) or zeros where the file grew but the data never reached the disk: every byte
+    from offset on, or a whole sector inside a full-length record.
+    """
+    tail = buf[offset:]
+    if tail == bytes(len(tail)):
+        return True
+    if tail[0] != MAGIC:  # not the start of a record, nor zero fill
+        return False
+    if len(tail) < HEADER.size:
+        return True
+    end = offset + HEADER.size + HEADER.unpack_from(buf, offset)[2]
+    if end > len(buf):
+        return True
+    first = -(-offset // SECTOR) * SECTOR
+    return any(buf[s:s + SECTOR] == _ZERO_SECTOR for s in range(first, end - SECTOR + 1, SECTOR))

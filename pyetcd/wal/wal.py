@@ -2,12 +2,12 @@
 
 API::
 
-    WAL.create(dirpath, metadata, *, segment_size=SEGMENT_SIZE) -> WAL
+    WAL.create(dirpath, metadata, *, segment_size=SEGMENT_SIZE, fs=OS) -> WAL
         A new, empty log in dirpath (made if missing); raises WALError if a log is already there.
-    WAL.open(dirpath, *, logger=None, segment_size=SEGMENT_SIZE) -> WAL
-        Reads and checks every segment. A torn last record is truncated with logger.warning;
-        any other damage raises WALCorruptError naming the file and offset.
-    WAL.exists(dirpath) -> bool
+    WAL.open(dirpath, *, logger=None, segment_size=SEGMENT_SIZE, fs=OS) -> WAL
+        Reads and checks every segment. A torn last record (see below) is truncated with
+        logger.warning; any other damage raises WALCorruptError naming the file and offset.
+    WAL.exists(dirpath, fs=OS) -> bool
     wal.read_all() -> (metadata, HardState, [Entry], SnapshotMarker | None)
         The metadata, the last hard state, the live entries after the last snapshot marker
         (a repeated index overwrites that entry and everything after it) and that marker.
@@ -15,24 +15,43 @@ API::
         Appends entries then the hard state in one write, fdatasync when sync. The entries must be
         consecutive and start at most one past the last index (ValueError). Blocking; call it
         from a worker thread, one call at a time. After an I/O error the WAL refuses further
-        writes (WALError): the process must restart, and open() repairs the tail.
-    wal.save_snapshot(index, term)
+        writes and releases (WALError): the process must restart, and open() repairs the tail.
+    wal.save_snapshot(index, term, *, discard_log=False)
         Appends a snapshot marker (synced): entries up to index are in the state machine's snapshot.
+        With discard_log (a snapshot received from the leader, which replaces the log) every entry
+        written before the marker is discarded, whatever its index, and the last index becomes
+        index: the next save may start at index + 1. Without it (the member's own snapshot of what
+        it applied) entries above index stay.
     wal.release_before(index)
         Deletes old segments whose live entries are all below index; index <= marker index + 1.
     wal.close()
-    Both WAL.create and WAL.open take an exclusive flock on dirpath/LOCK (WALLockedError).
+    Both WAL.create and WAL.open take an exclusive lock on dirpath/LOCK (WALLockedError).
+
+Every file operation goes through fs (pyetcd.fileutil.FileSystem), and correctness rests only on
+what is synced: a new segment is written to a temporary file, fsynced, renamed and the directory
+fsynced, so a segment on disk always has its header; appends are fdatasynced when sync; release
+fsyncs the directory after deleting.
 
 On disk: segments named f"{seq:016x}-{first_index:016x}.wal", seq counting up from 0 without
-gaps and first_index the index the segment's first new entry was to have. Every segment starts
-with the metadata, the current hard state and the last snapshot marker, so old segments can be
-deleted; a new segment is written to a temporary file, fsynced and renamed, so a segment on disk
-always has its header. Records are framed by pyetcd.wal.record. Files are never preallocated.
+gaps and first_index the last index + 1 when the segment was cut (so all live entries of a segment
+are below the next segment's first_index; after a discarding marker first_index can go down).
+Every segment starts with the metadata, the current hard state and the last snapshot marker, so
+old segments can be deleted; the header repeats the marker as a plain SNAPSHOT record, since what
+a discarding marker discarded lies before it. Records are framed by pyetcd.wal.record: METADATA,
+ENTRY, HARDSTATE, SNAPSHOT (a marker) and SNAPSHOT_RESET (a discarding marker, same payload).
+Files are never preallocated.
+
+A damaged record in the last segment with no intact record after it is a torn write, and
+truncated, only if it is what an interrupted append leaves: a record (its magic byte first) cut
+short, with fewer bytes left than its header or than its header's length; or zero fill, all zeros
+from its offset to the end of the file or a full-length record holding a whole 512-byte-aligned
+sector of zeros (the file grew, that sector's data never reached the disk). Anything else, a
+full-length record failing its CRC or bytes that start neither a record nor zero fill, is
+corruption.
 """
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import re
@@ -41,6 +60,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 
+from pyetcd.fileutil import OS, FileSystem, write_all
 from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.wal import record
 from pyetcd.wal.record import RecordType, SnapshotMarker
@@ -78,10 +98,10 @@ def segment_name(seq: int, first_index: int) -> str:
     return f"{seq:016x}-{first_index:016x}.wal"
 
 
-def list_segments(dirpath: str) -> list[Segment]:
+def list_segments(dirpath: str, fs: FileSystem = OS) -> list[Segment]:
     """The directory's segments in order; a missing sequence number is corruption."""
     segments = []
-    for name in os.listdir(dirpath):
+    for name in fs.listdir(dirpath):
         m = _SEGMENT_RE.match(name)
         if m:
             segments.append(Segment(int(m[1], 16), int(m[2], 16), os.path.join(dirpath, name)))
@@ -107,8 +127,8 @@ class _Log:
                 self._add_entry(raft_pb2.Entry.FromString(payload), where)
             elif rtype == RecordType.HARDSTATE:
                 self.hardstate = raft_pb2.HardState.FromString(payload)
-            elif rtype == RecordType.SNAPSHOT:
-                self._add_snapshot(SnapshotMarker.decode(payload))
+            elif rtype in (RecordType.SNAPSHOT, RecordType.SNAPSHOT_RESET):
+                self._add_snapshot(SnapshotMarker.decode(payload), rtype == RecordType.SNAPSHOT_RESET)
             elif rtype == RecordType.METADATA:
                 if self.metadata is None:
                     self.metadata = bytes(payload)
@@ -123,8 +143,8 @@ class _Log:
         if self.snapshot is not None and entry.index <= self.snapshot.index:
             return
         entries = self.entries
-        # Entries are kept contiguous. An empty list (log start, or all trimmed by a snapshot
-        # marker, or segments released) restarts anywhere; finish() checks the start.
+        # Entries are kept contiguous. An empty list (log start, or all trimmed or discarded by a
+        # snapshot marker, or segments released) restarts anywhere; finish() checks the start.
         if not entries or entry.index < entries[0].index:
             entries[:] = [entry]
         elif entry.index == entries[-1].index + 1:
@@ -135,9 +155,11 @@ class _Log:
             del entries[entry.index - entries[0].index:]
             entries.append(entry)
 
-    def _add_snapshot(self, marker: SnapshotMarker) -> None:
+    def _add_snapshot(self, marker: SnapshotMarker, discard_log: bool) -> None:
         self.snapshot = marker
-        if self.entries:
+        if discard_log:
+            self.entries.clear()
+        elif self.entries:
             del self.entries[:max(0, marker.index - self.entries[0].index + 1)]
 
     def finish(self, dirpath: str) -> LogContents:
@@ -150,10 +172,10 @@ class _Log:
         return self.metadata, self.hardstate, self.entries, self.snapshot
 
 
-def _read_segment(seg: Segment, log: _Log, *, is_last: bool, repair_logger: logging.Logger | None) -> None:
+def _read_segment(fs: FileSystem, seg: Segment, log: _Log, *, is_last: bool,
+                  repair_logger: logging.Logger | None) -> None:
     """Feed seg's records to log; truncate a torn tail of the last segment if a logger is given."""
-    with open(seg.path, "rb") as f:
-        buf = memoryview(f.read())
+    buf = memoryview(fs.read_file(seg.path))
     offset = 0
     while offset < len(buf):
         rec = record.decode_at(buf, offset)
@@ -174,59 +196,65 @@ def _read_segment(seg: Segment, log: _Log, *, is_last: bool, repair_logger: logg
     following = record.find_record(buf, offset + 1)
     if following is not None:
         raise WALCorruptError(f"wal: {where}, followed by an intact record at offset {following}")
+    if not record.is_torn(buf, offset):
+        raise WALCorruptError(f"wal: {where} at the end of the log is not a torn write (neither cut short "
+                              "nor zero-filled); refusing to truncate it")
     if repair_logger is None:
         raise WALCorruptError(f"wal: {where} at the end of the log")
     repair_logger.warning("wal: %s: torn last record at offset %d, truncating %d bytes",
                           seg.path, offset, len(buf) - offset)
-    with open(seg.path, "r+b") as f:
-        f.truncate(offset)
-        os.fsync(f.fileno())
+    fd = fs.open(seg.path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        fs.ftruncate(fd, offset)
+        fs.fsync(fd)
+    finally:
+        fs.close(fd)
 
 
-def _read_log(dirpath: str, segments: list[Segment], repair_logger: logging.Logger | None) -> LogContents:
+def _read_log(fs: FileSystem, dirpath: str, segments: list[Segment],
+              repair_logger: logging.Logger | None) -> LogContents:
     log = _Log()
     for i, seg in enumerate(segments):
-        _read_segment(seg, log, is_last=i == len(segments) - 1, repair_logger=repair_logger)
+        _read_segment(fs, seg, log, is_last=i == len(segments) - 1, repair_logger=repair_logger)
     return log.finish(dirpath)
 
 
-def _fsync_dir(dirpath: str) -> None:
-    fd = os.open(dirpath, os.O_RDONLY | os.O_DIRECTORY)
+def _make_dir(fs: FileSystem, dirpath: str) -> None:
+    """dirpath, made with any missing parents, and its entry and theirs durable."""
+    missing = []
+    path = os.path.abspath(dirpath)
+    while not fs.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    fs.makedirs(dirpath)
+    for path in reversed(missing or [os.path.abspath(dirpath)]):
+        fs.fsync_dir(os.path.dirname(path))
+
+
+def _lock(fs: FileSystem, dirpath: str) -> int:
+    fd = fs.open(os.path.join(dirpath, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _lock(dirpath: str) -> int:
-    fd = os.open(os.path.join(dirpath, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fs.lock(fd)
     except BlockingIOError:
-        os.close(fd)
+        fs.close(fd)
         raise WALLockedError(f"wal: {dirpath} is in use by another WAL") from None
     return fd
 
 
-def _remove_temporary_files(dirpath: str) -> None:
+def _remove_temporary_files(fs: FileSystem, dirpath: str) -> None:
     """Segments whose creation a crash interrupted; they were never part of the log."""
-    for name in os.listdir(dirpath):
+    for name in fs.listdir(dirpath):
         if name.endswith(".wal" + _TMP_SUFFIX):
-            os.unlink(os.path.join(dirpath, name))
+            fs.unlink(os.path.join(dirpath, name))
 
 
 class WAL:
     """An open write-ahead log; see the module docstring."""
 
-    def __init__(self, dirpath: str, lock_fd: int, segments: list[Segment], metadata: bytes,
+    def __init__(self, fs: FileSystem, dirpath: str, lock_fd: int, segments: list[Segment], metadata: bytes,
                  hardstate: raft_pb2.HardState, snapshot: SnapshotMarker | None, last_index: int,
                  segment_size: int, logger: logging.Logger) -> None:
+        self._fs = fs
         self._dir = dirpath
         self._lock_fd: int | None = lock_fd
         self._segments = segments
@@ -236,47 +264,48 @@ class WAL:
         self._last_index = last_index
         self._segment_size = segment_size
         self._logger = logger
-        self._fd = os.open(segments[-1].path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        self._size = os.fstat(self._fd).st_size
+        self._fd = fs.open(segments[-1].path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._size = fs.fsize(self._fd)
         self._failure: OSError | None = None
         self._recovered: LogContents | None = None
 
     @staticmethod
-    def exists(dirpath: str) -> bool:
-        return os.path.isdir(dirpath) and any(_SEGMENT_RE.match(n) for n in os.listdir(dirpath))
+    def exists(dirpath: str, fs: FileSystem = OS) -> bool:
+        return fs.isdir(dirpath) and any(_SEGMENT_RE.match(n) for n in fs.listdir(dirpath))
 
     @classmethod
-    def create(cls, dirpath: str, metadata: bytes, *, segment_size: int = SEGMENT_SIZE) -> "WAL":
-        os.makedirs(dirpath, exist_ok=True)
-        _fsync_dir(os.path.dirname(os.path.abspath(dirpath)))
-        lock_fd = _lock(dirpath)
+    def create(cls, dirpath: str, metadata: bytes, *, segment_size: int = SEGMENT_SIZE,
+               fs: FileSystem = OS) -> "WAL":
+        _make_dir(fs, dirpath)
+        lock_fd = _lock(fs, dirpath)
         try:
-            if cls.exists(dirpath):
+            if cls.exists(dirpath, fs):
                 raise WALError(f"wal: {dirpath} already holds a WAL")
-            _remove_temporary_files(dirpath)
+            _remove_temporary_files(fs, dirpath)
             hardstate = raft_pb2.HardState()
-            first = cls._write_segment(dirpath, 0, 1, metadata, hardstate.SerializeToString(), None)
-            return cls(dirpath, lock_fd, [first], metadata, hardstate, None, 0, segment_size, _log)
+            first = cls._write_segment(fs, dirpath, 0, 1, metadata, hardstate.SerializeToString(), None)
+            return cls(fs, dirpath, lock_fd, [first], metadata, hardstate, None, 0, segment_size, _log)
         except BaseException:
-            os.close(lock_fd)
+            fs.close(lock_fd)
             raise
 
     @classmethod
-    def open(cls, dirpath: str, *, logger: logging.Logger | None = None,
-             segment_size: int = SEGMENT_SIZE) -> "WAL":
-        if not cls.exists(dirpath):
+    def open(cls, dirpath: str, *, logger: logging.Logger | None = None, segment_size: int = SEGMENT_SIZE,
+             fs: FileSystem = OS) -> "WAL":
+        if not cls.exists(dirpath, fs):
             raise WALError(f"wal: no WAL in {dirpath}")
         logger = logger or _log
-        lock_fd = _lock(dirpath)
+        lock_fd = _lock(fs, dirpath)
         try:
-            _remove_temporary_files(dirpath)
-            segments = list_segments(dirpath)
-            recovered = _read_log(dirpath, segments, logger)
+            _remove_temporary_files(fs, dirpath)
+            segments = list_segments(dirpath, fs)
+            recovered = _read_log(fs, dirpath, segments, logger)
             metadata, hardstate, entries, snapshot = recovered
             last_index = max(entries[-1].index if entries else 0, snapshot.index if snapshot else 0)
-            wal = cls(dirpath, lock_fd, segments, metadata, hardstate, snapshot, last_index, segment_size, logger)
+            wal = cls(fs, dirpath, lock_fd, segments, metadata, hardstate, snapshot, last_index,
+                      segment_size, logger)
         except BaseException:
-            os.close(lock_fd)
+            fs.close(lock_fd)
             raise
         wal._recovered = recovered
         return wal
@@ -285,7 +314,7 @@ class WAL:
         recovered, self._recovered = self._recovered, None
         if recovered is not None:  # open() has just read it
             return recovered
-        return _read_log(self._dir, self._segments, None)
+        return _read_log(self._fs, self._dir, self._segments, None)
 
     def save(self, hardstate: raft_pb2.HardState | None, entries: list[raft_pb2.Entry], *,
              sync: bool = True) -> None:
@@ -309,12 +338,13 @@ class WAL:
             if self._size >= self._segment_size:
                 self._cut()
 
-    def save_snapshot(self, index: int, term: int) -> None:
+    def save_snapshot(self, index: int, term: int, *, discard_log: bool = False) -> None:
         marker = SnapshotMarker(index, term)
+        rtype = RecordType.SNAPSHOT_RESET if discard_log else RecordType.SNAPSHOT
         with self._io():
-            self._append(record.encode(RecordType.SNAPSHOT, marker.encode()), True)
+            self._append(record.encode(rtype, marker.encode()), True)
             self._snapshot = marker
-            self._last_index = max(self._last_index, index)
+            self._last_index = index if discard_log else max(self._last_index, index)
             if self._size >= self._segment_size:
                 self._cut()
 
@@ -322,24 +352,25 @@ class WAL:
         if self._snapshot is None or index > self._snapshot.index + 1:
             raise ValueError(f"wal: cannot release entries before {index}: the last snapshot marker is "
                              f"{self._snapshot}, entries after it must stay")
-        released = 0
-        # A segment's live entries are all below the next segment's first_index.
-        while released < len(self._segments) - 1 and self._segments[released + 1].first_index <= index:
-            os.unlink(self._segments[released].path)
-            released += 1
-        if released:
-            del self._segments[:released]
-            _fsync_dir(self._dir)
+        with self._io():
+            released = False
+            # A segment's live entries are all below the next segment's first_index.
+            while len(self._segments) > 1 and self._segments[1].first_index <= index:
+                self._fs.unlink(self._segments[0].path)
+                del self._segments[0]
+                released = True
+            if released:
+                self._fs.fsync_dir(self._dir)
 
     def close(self) -> None:
         if self._lock_fd is None:
             return
         try:
             if self._failure is None:
-                os.fdatasync(self._fd)
+                self._fs.fdatasync(self._fd)
         finally:
-            os.close(self._fd)
-            os.close(self._lock_fd)
+            self._fs.close(self._fd)
+            self._fs.close(self._lock_fd)
             self._lock_fd = None
 
     def __enter__(self) -> "WAL":
@@ -355,6 +386,7 @@ class WAL:
             raise WALError("wal: closed")
         if self._failure is not None:
             raise WALError(f"wal: unusable after an earlier I/O error: {self._failure}")
+        self._recovered = None  # what open() read is not the log any more
         try:
             yield
         except OSError as exc:
@@ -362,33 +394,34 @@ class WAL:
             raise
 
     def _append(self, data: bytes, sync: bool) -> None:
-        _write_all(self._fd, data)
+        write_all(self._fs, self._fd, data)
         self._size += len(data)
         if sync:
-            os.fdatasync(self._fd)
+            self._fs.fdatasync(self._fd)
 
     def _cut(self) -> None:
-        os.fdatasync(self._fd)  # a segment that is not the last must be complete on disk
-        seg = self._write_segment(self._dir, self._segments[-1].seq + 1, self._last_index + 1,
+        fs = self._fs
+        fs.fdatasync(self._fd)  # a segment that is not the last must be complete on disk
+        seg = self._write_segment(fs, self._dir, self._segments[-1].seq + 1, self._last_index + 1,
                                   self._metadata, self._hardstate, self._snapshot)
-        os.close(self._fd)
-        self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        self._size = os.fstat(self._fd).st_size
+        fs.close(self._fd)
+        self._fd = fs.open(seg.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._size = fs.fsize(self._fd)
         self._segments.append(seg)
 
     @staticmethod
-    def _write_segment(dirpath: str, seq: int, first_index: int, metadata: bytes, hardstate: bytes,
-                       snapshot: SnapshotMarker | None) -> Segment:
+    def _write_segment(fs: FileSystem, dirpath: str, seq: int, first_index: int, metadata: bytes,
+                       hardstate: bytes, snapshot: SnapshotMarker | None) -> Segment:
         header = [record.encode(RecordType.METADATA, metadata), record.encode(RecordType.HARDSTATE, hardstate)]
-        if snapshot is not None:
+        if snapshot is not None:  # plain even after a discarding marker: what it discarded lies before it
             header.append(record.encode(RecordType.SNAPSHOT, snapshot.encode()))
         path = os.path.join(dirpath, segment_name(seq, first_index))
-        fd = os.open(path + _TMP_SUFFIX, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        fd = fs.open(path + _TMP_SUFFIX, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            _write_all(fd, b"".join(header))
-            os.fsync(fd)
+            write_all(fs, fd, b"".join(header))
+            fs.fsync(fd)
         finally:
-            os.close(fd)
-        os.rename(path + _TMP_SUFFIX, path)
-        _fsync_dir(dirpath)
+            fs.close(fd)
+        fs.rename(path + _TMP_SUFFIX, path)
+        fs.fsync_dir(dirpath)
         return Segment(seq, first_index, path)

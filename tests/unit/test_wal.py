@@ -1,15 +1,18 @@
-"""pyetcd.wal: round trips, segments, follower overwrites, torn-tail repair, corruption, release, lock."""
+"""pyetcd.wal: round trips, segments, follower overwrites, snapshot markers (discarding ones too),
+torn-tail repair and what is not a torn tail, corruption, release, lock, I/O errors."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 
 import pytest
 
+from pyetcd.fileutil import OS
 from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.wal import WAL, SnapshotMarker, WALCorruptError, WALError, WALLockedError
 from pyetcd.wal import record
-from pyetcd.wal.wal import list_segments
+from pyetcd.wal.wal import list_segments, segment_name
 
 META = b"member=1 cluster=2"
 
@@ -26,8 +29,8 @@ def indexes(entries: list[raft_pb2.Entry]) -> list[int]:
     return [e.index for e in entries]
 
 
-def reopen(path: str, logger: logging.Logger | None = None):
-    with WAL.open(path, logger=logger) as w:
+def reopen(path: str, logger: logging.Logger | None = None, **kwargs):
+    with WAL.open(path, logger=logger, **kwargs) as w:
         return w.read_all()
 
 
@@ -109,6 +112,79 @@ def test_snapshot_marker_drops_entries_up_to_its_index(waldir):
     assert reopen(waldir)[2:] == ([ent(21, 3)], SnapshotMarker(20, 3))
 
 
+def test_own_snapshot_keeps_the_entries_above_it(waldir):
+    with WAL.create(waldir, META) as w:
+        w.save(None, [ent(i) for i in range(1, 11)])
+        w.save_snapshot(5, 1, discard_log=False)
+        with pytest.raises(ValueError):  # the last index is still 10
+            w.save(None, [ent(12)])
+        w.save(None, [ent(11)])
+    assert reopen(waldir)[2:] == ([ent(i) for i in range(6, 12)], SnapshotMarker(5, 1))
+
+
+def test_received_snapshot_discards_the_log_above_its_index(waldir):
+    """A follower's uncommitted 13..15@3 must not come back after the leader's snapshot at 12@5
+    replaced its log: the terms would run backwards and the member would grant votes it must refuse."""
+    with WAL.create(waldir, META) as w:
+        w.save(hs(3, 12, vote=3), [ent(i, 2) for i in range(1, 13)] + [ent(i, 3) for i in range(13, 16)])
+        w.save_snapshot(12, 5, discard_log=True)
+        w.save(hs(5, 12), [])
+        assert w.read_all()[1:] == (hs(5, 12), [], SnapshotMarker(12, 5))
+        with pytest.raises(ValueError):  # the last index is 12 now, not 15
+            w.save(None, [ent(14, 5)])
+    assert reopen(waldir)[1:] == (hs(5, 12), [], SnapshotMarker(12, 5))
+    with WAL.open(waldir) as w:
+        with pytest.raises(ValueError):
+            w.save(None, [ent(14, 5)])
+        w.save(hs(5, 13), [ent(13, 5)])
+    assert reopen(waldir)[1:] == (hs(5, 13), [ent(13, 5)], SnapshotMarker(12, 5))
+
+
+def test_received_snapshot_discards_entries_below_its_index_too(waldir):
+    with WAL.create(waldir, META) as w:
+        w.save(None, [ent(i) for i in range(1, 6)])
+        w.save_snapshot(20, 3, discard_log=True)
+        w.save(None, [ent(21, 3)])
+    assert reopen(waldir)[2:] == ([ent(21, 3)], SnapshotMarker(20, 3))
+
+
+def test_discarding_marker_then_cuts_restarts_and_releases(waldir):
+    size = 600
+    with WAL.create(waldir, META, segment_size=size) as w:
+        for i in range(1, 25):
+            w.save(hs(3, 0), [ent(i, 3)])
+        marker_segment = list_segments(waldir)[-1]
+        assert marker_segment.first_index > 13  # named for an index above the marker's
+        w.save_snapshot(12, 5, discard_log=True)
+        w.release_before(13)  # only segments wholly below 13: the marker's segment stays
+        for i in range(13, 31):
+            w.save(hs(5, i - 1), [ent(i, 5)])
+        segments = list_segments(waldir)
+        assert segments[0].seq > 0 and marker_segment in segments
+        later = segments[segments.index(marker_segment) + 1:]
+        assert later and later[0].first_index < marker_segment.first_index  # cut after the marker
+        expected = (META, hs(5, 29), [ent(i, 5) for i in range(13, 31)], SnapshotMarker(12, 5))
+        assert w.read_all() == expected
+    assert reopen(waldir, segment_size=size) == expected
+    with WAL.open(waldir, segment_size=size) as w:
+        w.save_snapshot(25, 5)
+        w.release_before(26)
+        assert marker_segment not in list_segments(waldir)
+        expected = (META, hs(5, 29), [ent(i, 5) for i in range(26, 31)], SnapshotMarker(25, 5))
+        assert w.read_all() == expected
+    assert reopen(waldir, segment_size=size) == expected
+
+
+def test_a_log_without_discarding_markers_still_reads(waldir):
+    """The record types 1-4 as written before SNAPSHOT_RESET existed."""
+    os.makedirs(waldir)
+    records = [(1, META), (3, hs(1, 0).SerializeToString())]
+    records += [(2, ent(i).SerializeToString()) for i in range(1, 7)] + [(4, SnapshotMarker(3, 1).encode())]
+    with open(os.path.join(waldir, segment_name(0, 1)), "wb") as f:
+        f.write(b"".join(record.encode(t, p) for t, p in records))
+    assert reopen(waldir) == (META, hs(1, 0), [ent(4), ent(5), ent(6)], SnapshotMarker(3, 1))
+
+
 def test_release_before_deletes_old_segments(waldir):
     with WAL.create(waldir, META, segment_size=1024) as w:
         w.save(hs(1, 100, vote=1), [ent(i) for i in range(1, 61)])
@@ -187,13 +263,23 @@ def flip_bit(path: str, offset: int, bit: int = 0) -> None:
 
 
 @pytest.mark.parametrize("pos", range(LAST_RECORD_LEN))
-def test_flipped_bit_in_last_record_is_a_torn_tail(waldir, caplog, pos):
+def test_flipped_bit_in_last_record_is_refused(waldir, caplog, pos):
     path, start, end = write_log(waldir)
+    with open(path, "rb") as f:
+        f.seek(start + pos)
+        was_set = f.read(1)[0] >> (pos % 8) & 1
     flip_bit(path, start + pos, bit=pos % 8)
-    with caplog.at_level(logging.WARNING, logger="pyetcd.wal.wal"):
-        assert reopen(waldir)[2] == [ent(i) for i in range(1, 5)]
-    assert len(torn_warnings(caplog)) == 1
-    assert os.path.getsize(path) == start
+    if 2 <= pos < 6 and not was_set:
+        # The length field now says more than the file holds: as far as anyone can tell, cut short.
+        with caplog.at_level(logging.WARNING, logger="pyetcd.wal.wal"):
+            assert reopen(waldir)[2] == [ent(i) for i in range(1, 5)]
+        assert len(torn_warnings(caplog)) == 1
+        assert os.path.getsize(path) == start
+        return
+    with pytest.raises(WALCorruptError, match="not a torn write") as exc:
+        WAL.open(waldir)
+    assert f"{path}: damaged record at offset {start}" in str(exc.value)
+    assert os.path.getsize(path) == end
 
 
 @pytest.mark.parametrize("pos", range(0, LAST_RECORD_LEN, 3))
@@ -216,6 +302,75 @@ def test_trailing_zeros_are_a_torn_tail(waldir, caplog):
         assert indexes(reopen(waldir)[2]) == [1, 2, 3, 4, 5]
     assert len(torn_warnings(caplog)) == 1
     assert os.path.getsize(path) == end
+
+
+def write_log_ending_in_a_big_record(waldir: str, then: list[raft_pb2.Entry] = ()) -> tuple[str, int, int]:
+    """Entries 1-4, entry 5 of several sectors, then the entries in then; (path, start, end) of entry 5."""
+    with WAL.create(waldir, META) as w:
+        w.save(hs(1, 2), [ent(i) for i in range(1, 5)])
+        path = list_segments(waldir)[-1].path
+        start = os.path.getsize(path)
+        w.save(None, [raft_pb2.Entry(term=1, index=5, data=b"\x01" * 3000)])
+        end = os.path.getsize(path)
+        w.save(None, list(then))
+    return path, start, end
+
+
+def zero(path: str, start: int, stop: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(start)
+        f.write(bytes(stop - start))
+
+
+def whole_sectors(start: int, end: int) -> list[int]:
+    return list(range(-(-start // 512) * 512, end - 511, 512))
+
+
+@pytest.mark.parametrize("which", [0, -1])
+def test_zeroed_sector_in_last_record_is_a_torn_tail(waldir, caplog, which):
+    path, start, end = write_log_ending_in_a_big_record(waldir)
+    sector = whole_sectors(start, end)[which]
+    zero(path, sector, sector + 512)
+    with caplog.at_level(logging.WARNING, logger="pyetcd.wal.wal"):
+        assert indexes(reopen(waldir)[2]) == [1, 2, 3, 4]
+    assert len(torn_warnings(caplog)) == 1
+    assert os.path.getsize(path) == start
+
+
+@pytest.mark.parametrize("shift", [0, 1])
+def test_zeros_short_of_a_whole_sector_are_corruption(waldir, shift):
+    path, start, end = write_log_ending_in_a_big_record(waldir)
+    sector = whole_sectors(start, end)[0]
+    zero(path, sector + shift, sector + shift + 511)
+    with pytest.raises(WALCorruptError, match=f"offset {start} at the end of the log is not a torn write"):
+        WAL.open(waldir)
+    assert os.path.getsize(path) == end
+
+
+def test_last_record_zeroed_to_the_end_is_a_torn_tail(waldir, caplog):
+    path, start, end = write_log(waldir)
+    zero(path, start, end)
+    with caplog.at_level(logging.WARNING, logger="pyetcd.wal.wal"):
+        assert indexes(reopen(waldir)[2]) == [1, 2, 3, 4]
+    assert len(torn_warnings(caplog)) == 1
+    assert os.path.getsize(path) == start
+
+
+def test_zeroed_sector_before_an_intact_record_is_corruption(waldir):
+    path, start, end = write_log_ending_in_a_big_record(waldir, then=[ent(6)])
+    sector = whole_sectors(start, end)[0]
+    zero(path, sector, sector + 512)
+    expected = f"offset {start}, followed by an intact record at offset {end}"
+    with pytest.raises(WALCorruptError, match=expected):
+        WAL.open(waldir)
+
+
+def test_garbage_after_the_last_record_is_corruption(waldir):
+    path, start, end = write_log(waldir)
+    with open(path, "ab") as f:
+        f.write(b"garbage")  # shorter than a header, but not the start of one
+    with pytest.raises(WALCorruptError, match=f"offset {end} at the end of the log is not a torn write"):
+        WAL.open(waldir)
 
 
 def test_damage_in_a_segment_that_is_not_the_last_is_corruption(waldir):
@@ -297,17 +452,30 @@ def test_create_refuses_an_existing_log_and_open_a_missing_one(waldir):
         WAL.create(waldir, META)
 
 
-def test_writes_after_an_io_error_are_refused(waldir, monkeypatch):
-    with WAL.create(waldir, META) as w:
+class FailingFdatasync:
+    """The real file system, but fdatasync fails with EIO while failing is set."""
+
+    failing = False
+
+    def __getattr__(self, name: str):
+        return getattr(OS, name)
+
+    def fdatasync(self, fd: int) -> None:
+        if self.failing:
+            raise OSError(errno.EIO, "Input/output error")
+        OS.fdatasync(fd)
+
+
+def test_writes_after_an_io_error_are_refused(waldir):
+    fs = FailingFdatasync()
+    with WAL.create(waldir, META, fs=fs) as w:
         w.save(None, [ent(1)])
-
-        def failing_fdatasync(fd: int) -> None:
-            raise OSError(5, "Input/output error")
-
-        monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+        fs.failing = True
         with pytest.raises(OSError):
             w.save(None, [ent(2)])
-        monkeypatch.undo()
+        fs.failing = False
         with pytest.raises(WALError, match="earlier I/O error"):
             w.save(None, [ent(3)])
+        with pytest.raises(WALError, match="earlier I/O error"):
+            w.save_snapshot(2, 1)
     assert indexes(reopen(waldir)[2]) == [1, 2]  # written, never acknowledged; Raft may keep or drop it
