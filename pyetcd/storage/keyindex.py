@@ -152,28 +152,29 @@ class KeyIndex:
             self.txn.delete(prefix, db=self._kbucket)
             self.txn.delete(prefix, _MARKER, db=self._kindex)
 
-    def compact(self, rev: int, keys: set[bytes]) -> list[bytes]:
-        """Forget history below ``rev`` for ``keys`` (those changed since the last compaction;
-        any other key already has at most one change left there, a put): per key keep the
-        newest change at or below ``rev`` unless it is a tombstone, then the key has no change
-        at or below ``rev`` left. Returns the dropped revisions."""
-        bound = _U64.pack(rev + 1)
+    def compact_key(self, key: bytes, rev: int, limit: int) -> list[bytes]:
+        """Forget at most ``limit`` of the changes of ``key`` that a compaction at ``rev`` makes
+        obsolete, oldest first: every change at or below ``rev`` but the newest, and that one
+        too if it is a tombstone. Returns the dropped revisions.
+
+        The obsolete changes are the oldest ones, so what a partial call leaves is still exactly
+        the obsolete set: calling again (after a crash, too) finishes the work."""
+        newest = self.newest(key, rev)
+        if newest is None:
+            return []
+        keep_newest = newest[FLAG] == PUT
+        if len(key) >= LONG:
+            db, cur, ikey = self._klong, self._long_cursor(), _hash(key)
+        else:
+            db, cur, ikey = self._kindex, self.cur, key
+        cur.set_key(ikey)
         dropped: list[bytes] = []
-        for key in sorted(keys):
-            if len(key) >= LONG:
-                db, cur, ikey = self._klong, self._long_cursor(), _hash(key)
-            else:
-                db, cur, ikey = self._kindex, self.cur, key
-            if not cur.set_key(ikey):
-                continue
-            revs = list(cur.iternext_dup())
-            i = bisect.bisect_left(revs, bound) - 1
-            if i < 0:
-                continue
-            cut = i if revs[i][FLAG] == PUT else i + 1
-            for r in revs[:cut]:
-                self.txn.delete(ikey, r, db=db)
-            if db is self._klong and cut == len(revs):
-                self._bucket_update(key, insert=False)
-            dropped += revs[:cut]
+        for r in cur.iternext_dup():
+            if len(dropped) == limit or r > newest or (r == newest and keep_newest):
+                break
+            dropped.append(r)
+        for r in dropped:
+            self.txn.delete(ikey, r, db=db)
+        if db is self._klong and dropped and not cur.set_key(ikey):
+            self._bucket_update(key, insert=False)
         return dropped

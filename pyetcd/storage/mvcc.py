@@ -6,10 +6,28 @@ revision (see keyindex.REV) to the serialized mvccpb.KeyValue written then (for 
 the key and its mod_revision), so it doubles as the event log watchers replay. Current
 revision, compacted revision and the applied Raft index live in ``meta`` and change in the
 same LMDB transaction as the data.
+
+Compaction has two halves, as in etcd. Applying a CompactionRequest only schedules it
+(``WriteTxn.compact``): it records the compacted revision, and reads below it fail from then
+on. ``KVStore.compact_batch`` later drops the obsolete history in write transactions of their
+own, ``limit`` revisions at a time (the server's Compactor drives it between other work). Its
+progress lives in ``meta`` only, so a restarted process, or a member given a copy of this
+database, resumes it:
+
+- ``compact_rev``: the compacted (scheduled) revision; etcd's scheduledCompactRev.
+- ``finished_compact_rev``: the compacted revision whose obsolete history is all gone.
+- ``compact_scan``: while a compaction is unfinished, the packed revision from which its walk
+  over the history resumes (absent: from ``finished_compact_rev + 1``).
+
+Only keys changed after the finished compaction can have history to drop, so the walk covers
+the changes with main revision in (finished, scheduled]; every key met there is compacted.
+What is visible (history, HashKV) never depends on how far the walk got: below or at the
+compacted revision, only the changes a finished compaction keeps count.
 """
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 
 import lmdb
 
@@ -20,6 +38,8 @@ from pyetcd.storage.keyindex import FLAG, PUT, REV, TOMBSTONE, KeyIndex
 
 _REV_KEY = b"current_rev"
 _COMPACT_KEY = b"compact_rev"
+_FINISHED_KEY = b"finished_compact_rev"
+_SCAN_KEY = b"compact_scan"
 _NO_COMPACT = -1  # etcd's compacted revision before any compaction
 KeyValue = kv_pb2.KeyValue
 Event = kv_pb2.Event
@@ -48,6 +68,18 @@ class KVStore:
         return self._meta("compact_rev")
 
     @property
+    def finished_compact_rev(self) -> int:
+        """The compacted revision up to which the obsolete history is physically gone."""
+        return self._meta("finished_compact_rev")
+
+    def compact_batch(self, limit: int) -> bool:
+        """Drop at most ``limit`` revisions (and as many key index entries) made obsolete by
+        the scheduled compaction, in a write transaction of its own, looking at no more than
+        ``limit`` changes of the history. Returns whether the compaction is finished."""
+        with self.write() as w:
+            return w.drop_obsolete(limit)
+
+    @property
     def consistent_index(self) -> int:
         with self.read() as view:
             return self.backend.consistent_index(view.txn)[0]
@@ -61,9 +93,14 @@ class ReadTxn:
         self.txn = txn
         self.index = KeyIndex(txn, backend)
         self._key = backend.db("key")
-        signed = backend.get_u64(txn, _COMPACT_KEY, _NO_COMPACT & 0xFFFFFFFFFFFFFFFF)
         self.rev = backend.get_u64(txn, _REV_KEY, 1)
-        self.compact_rev = signed - (1 << 64) if signed >= 1 << 63 else signed
+        self.compact_rev = self._signed(_COMPACT_KEY)
+        self.finished_compact_rev = self._signed(_FINISHED_KEY)
+
+    def _signed(self, key: bytes) -> int:
+        """A compacted revision from ``meta`` (stored as u64; -1 before any compaction)."""
+        raw = self.backend.get_u64(self.txn, key, _NO_COMPACT & 0xFFFFFFFFFFFFFFFF)
+        return raw - (1 << 64) if raw >= 1 << 63 else raw
 
     def __enter__(self) -> ReadTxn:
         return self
@@ -106,23 +143,35 @@ class ReadTxn:
     def history(self, start_rev: int, end_rev: int = 0) -> list[tuple[bytes, bytes]]:
         """(packed revision, serialized KeyValue) of every change with main revision in
         [start_rev, end_rev] (end_rev 0: no bound), in revision order (what a watcher catching
-        up replays)."""
+        up replays). Nothing below the compacted revision, even while it is still stored; at
+        it, only what a finished compaction keeps."""
+        return list(self._changes(max(start_rev, self.compact_rev), end_rev))
+
+    def _changes(self, start_rev: int, end_rev: int) -> Iterator[tuple[bytes, bytes]]:
+        """The stored changes with main revision in [start_rev, end_rev] (0: no bound) that a
+        finished compaction keeps, in revision order."""
         cur = self.txn.cursor(db=self._key)
         if not cur.set_range(REV.pack(max(start_rev, 0), 0, 0)):
-            return []
-        if end_rev <= 0:
-            return list(cur.iternext())
-        stop = REV.pack(end_rev + 1, 0, 0)
-        out = []
+            return
+        stop = REV.pack(end_rev + 1, 0, 0) if end_rev > 0 else None
+        above = REV.pack(max(self.compact_rev + 1, 0), 0, 0)
         for revision, raw in cur.iternext():
-            if revision >= stop:
+            if stop is not None and revision >= stop:
                 break
-            out.append((revision, raw))
-        return out
+            if revision >= above or self._kept(revision, raw):
+                yield revision, raw
+
+    def _kept(self, revision: bytes, raw: bytes) -> bool:
+        """Whether compaction keeps a change at or below the compacted revision: only the
+        newest change of its key there, and only if it is a put."""
+        if revision[FLAG] != PUT:
+            return False
+        return self.index.newest(KeyValue.FromString(raw).key, self.compact_rev) == revision
 
     def hash_kv(self, rev: int = 0) -> tuple[int, int]:
-        """(CRC-32 of every change up to ``rev``, the revision hashed): equal on members that
-        applied the same log (etcd's HashKV; the value itself is ours)."""
+        """(CRC-32 of every change up to ``rev`` that a finished compaction keeps, the revision
+        hashed): equal on members that applied the same log, however far their physical
+        compaction got (etcd's HashKV; the value itself is ours)."""
         current = self.visible_rev()
         if rev > current:
             raise errors.ErrFutureRev
@@ -131,13 +180,8 @@ class ReadTxn:
         if rev < self.compact_rev:
             raise errors.ErrCompacted
         crc = zlib.crc32(b"key")  # the bucket's name: an empty store does not hash to 0
-        stop = REV.pack(rev + 1, 0, 0)
-        cur = self.txn.cursor(db=self._key)
-        if cur.first():
-            for revision, raw in cur.iternext():
-                if revision >= stop:
-                    break
-                crc = zlib.crc32(raw, zlib.crc32(revision, crc))
+        for revision, raw in self._changes(0, rev):
+            crc = zlib.crc32(raw, zlib.crc32(revision, crc))
         return crc, rev
 
 
@@ -214,18 +258,56 @@ class WriteTxn(ReadTxn):
         return events
 
     def compact(self, rev: int) -> None:
-        """Drop history below ``rev`` (etcd's Compact); raises ErrCompacted / ErrFutureRev."""
+        """Schedule a compaction at ``rev`` (etcd's Compact at apply): reads below ``rev`` fail
+        from now on, KVStore.compact_batch drops the history later. Raises ErrCompacted /
+        ErrFutureRev. A compaction still unfinished is simply extended to ``rev``."""
         if rev <= self.compact_rev:
             raise errors.ErrCompacted
         if rev > self.rev:
             raise errors.ErrFutureRev
-        # only keys changed after the previous compaction can have history to drop
-        changed = {KeyValue.FromString(raw).key for _, raw in self.history(self.compact_rev + 1, rev)}
-        dropped = self.index.compact(rev, changed)
-        for revision in dropped:
-            self.txn.delete(revision, db=self._key)
         self.compact_rev = rev
         self.backend.put_u64(self.txn, _COMPACT_KEY, rev)
+
+    def drop_obsolete(self, limit: int) -> bool:
+        """One batch of the scheduled compaction's physical work (see KVStore.compact_batch)."""
+        if self.finished_compact_rev >= self.compact_rev:
+            return True
+        meta = self.backend.db("meta")
+        start = self.txn.get(_SCAN_KEY, db=meta) or REV.pack(self.finished_compact_rev + 1, 0, 0)
+        changes = self._changed_keys(start, limit + 1)
+        dropped = 0
+        done: set[bytes] = set()
+        for revision, key in changes[:limit]:
+            if key in done:
+                continue
+            gone = self.index.compact_key(key, self.compact_rev, limit - dropped)
+            for r in gone:
+                self.txn.delete(r, db=self._key)
+            dropped += len(gone)
+            if dropped == limit:  # this key may have more: start there next time
+                self.txn.put(_SCAN_KEY, revision, db=meta)
+                return False
+            done.add(key)
+        if len(changes) > limit:
+            self.txn.put(_SCAN_KEY, changes[limit][0], db=meta)
+            return False
+        self.txn.delete(_SCAN_KEY, db=meta)
+        self.finished_compact_rev = self.compact_rev
+        self.backend.put_u64(self.txn, _FINISHED_KEY, self.compact_rev)
+        return True
+
+    def _changed_keys(self, start: bytes, count: int) -> list[tuple[bytes, bytes]]:
+        """(revision, key) of at most ``count`` stored changes from packed revision ``start``
+        up to the compacted revision."""
+        stop = REV.pack(self.compact_rev + 1, 0, 0)
+        cur = self.txn.cursor(db=self._key)
+        out: list[tuple[bytes, bytes]] = []
+        if cur.set_range(start):
+            for revision, raw in cur.iternext():
+                if revision >= stop or len(out) == count:
+                    break
+                out.append((revision, KeyValue.FromString(raw).key))
+        return out
 
     def commit(self) -> None:
         if self._dirty:

@@ -1,4 +1,6 @@
-"""Backend and MVCC store: revisions, tombstones, compaction, long keys, persistence."""
+"""Backend and MVCC store: revisions, tombstones, compaction, long keys, persistence.
+
+Batched (physical) compaction and its driver: test_compaction.py."""
 from __future__ import annotations
 
 import os
@@ -114,18 +116,43 @@ def test_compact_errors(store):
         assert exc.value == errors.ErrCompacted
 
 
+def stored_revs(store):
+    """Main revisions physically in the ``key`` bucket."""
+    with store.read() as r:
+        return [REV.unpack(rev)[0] for rev in r.txn.cursor(db=r._key).iternext(values=False)]
+
+
 def test_compaction_drops_history_and_dead_keys(store):
     write(store, ("put", b"a", b"1"), ("put", b"a", b"2"), ("put", b"g", b"1"), ("del", b"g", None),
           ("put", b"a", b"3"), ("put", b"z", b"1"))
     # revisions: a@2 a@3 g@4 g-del@5 a@6 z@7
     with store.write() as w:
         w.compact(5)
-    assert store.compact_rev == 5
+    assert (store.compact_rev, store.finished_compact_rev) == (5, -1)
+    assert stored_revs(store) == [2, 3, 4, 5, 6, 7]  # only scheduled
     with store.read() as r:
-        revs = [REV.unpack(rev)[0] for rev, _ in r.history(0)]
-    assert revs == [3, 6, 7]  # a@3 kept (newest <= 5), g gone entirely (tombstone at 5)
+        assert [REV.unpack(rev)[0] for rev, _ in r.history(0)] == [6, 7]  # nothing below 5
+    assert store.compact_batch(1000)
+    assert store.finished_compact_rev == 5
+    assert stored_revs(store) == [3, 6, 7]  # a@3 kept (newest <= 5), g gone entirely (tombstone at 5)
     assert keys_at(store, 5) == [(b"a", b"2")]
     assert keys_at(store) == [(b"a", b"3"), (b"z", b"1")]
+
+
+def test_history_at_the_compacted_revision_shows_what_compaction_keeps(store):
+    write(store, ("put", b"a", b"1"), ("put", b"b", b"1"))
+    with store.write() as w:  # rev 4: one request deleting a and putting c
+        w.delete_range(b"a", None)
+        w.put(b"c", b"1", 0, None)
+        w.finish_request()
+    with store.write() as w:
+        w.compact(4)
+    with store.read() as r:
+        before = r.history(0)
+    assert [REV.unpack(rev)[:2] for rev, _ in before] == [(4, 1)]  # c's put, not a's tombstone
+    assert store.compact_batch(1000)
+    with store.read() as r:
+        assert r.history(0) == before
 
 
 def test_long_keys_sort_with_short_ones(store):
@@ -141,6 +168,11 @@ def test_long_keys_sort_with_short_ones(store):
     with store.write() as w:
         w.compact(store.rev)
     assert [k for k, _ in keys_at(store)] == [b"j", b"k" * (LONG - 1), b"l"]
+    assert store.compact_batch(1000)
+    assert [k for k, _ in keys_at(store)] == [b"j", b"k" * (LONG - 1), b"l"]
+    with store.read() as r:  # the long keys' side tables are empty again
+        assert r.txn.stat(store.backend.db("klong"))["entries"] == 0
+        assert r.txn.stat(store.backend.db("kbucket"))["entries"] == 0
     write(store, ("put", long_b, b"again"))
     assert keys_at(store, 0, b"k", b"l") == [(b"k" * (LONG - 1), b"v"), (long_b, b"again")]
 
