@@ -488,10 +488,14 @@ class Raft:
 
     # ---- followers and candidates ----
     def _forward_to_leader(self, m: Message) -> None:
+        """Pass a request on to the leader. The sender stays who asked (etcd-io/raft does the
+        same): a ReadIndex answer must reach the member that asked, and a leader transfer names
+        its target in ``from_``."""
         fwd = Message()
         fwd.CopyFrom(m)
         fwd.to = self.lead
-        fwd.from_ = self.id
+        if not fwd.from_:
+            fwd.from_ = self.id
         fwd.term = 0
         self.msgs.append(fwd)
 

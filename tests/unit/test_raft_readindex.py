@@ -66,3 +66,17 @@ def test_single_member_answers_at_once():
     net.nodes[1].read_index(b"r")
     net.pump()
     assert [r.request_ctx for r in net.reads[1]] == [b"r"]
+
+
+def test_a_read_forwarded_twice_is_answered_to_the_member_that_asked():
+    """Member 2 still follows 3 while 3 already follows 1: the read goes 2 -> 3 -> 1. The answer
+    must come back to 2, not to 3 (which would take it for a read round of its own)."""
+    net = Net([1, 2, 3])
+    net.elect(1)
+    net.raft(2).lead = 3  # (a stale view, as after a leader change not yet heard of)
+    net.nodes[2].read_index(b"on-2")
+    net.pump()
+    forwarded = [m for m in net.sent if m.type == M.MsgReadIndex and m.to == 1]
+    assert forwarded and all(m.from_ == 2 for m in forwarded)
+    assert [r.request_ctx for r in net.reads[2]] == [b"on-2"]
+    assert net.reads[3] == []

@@ -59,3 +59,11 @@ def test_transfer_to_a_learner_is_ignored():
     net.nodes[1].transfer_leader(3)
     net.pump()
     assert net.leaders() == [1] and net.raft(1).lead_transferee == 0
+
+
+def test_transfer_asked_on_a_follower_goes_to_the_target_it_names():
+    net = Net([1, 2, 3])
+    net.elect(1)
+    net.nodes[2].transfer_leader(3)  # asked on follower 2: forwarded to leader 1
+    net.pump()
+    assert net.leaders() == [3]
