@@ -23,6 +23,8 @@ from typing import Protocol
 class FileSystem(Protocol):
     def open(self, path: str, flags: int, mode: int = 0o600) -> int: ...
     def write(self, fd: int, data: bytes | memoryview) -> int: ...
+    def pread(self, fd: int, size: int, offset: int) -> bytes: ...
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int: ...
     def fdatasync(self, fd: int) -> None: ...
     def fsync(self, fd: int) -> None: ...
     def ftruncate(self, fd: int, size: int) -> None: ...
@@ -50,6 +52,8 @@ class OSFileSystem:
 
     open = staticmethod(os.open)
     write = staticmethod(os.write)
+    pread = staticmethod(os.pread)
+    pwrite = staticmethod(os.pwrite)
     fdatasync = staticmethod(os.fdatasync)
     fsync = staticmethod(os.fsync)
     ftruncate = staticmethod(os.ftruncate)
@@ -102,6 +106,20 @@ def write_all(fs: FileSystem, fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[fs.write(fd, view):]
+
+
+def write_file_durably(fs: FileSystem, path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that after a crash it holds either the old or the new
+    content, the new one once this returns: temporary file, fsync, rename, fsync the directory."""
+    tmp = path + ".tmp"
+    fd = fs.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        write_all(fs, fd, data)
+        fs.fsync(fd)
+    finally:
+        fs.close(fd)
+    fs.rename(tmp, path)
+    fs.fsync_dir(os.path.dirname(path) or ".")
 
 
 def fsync_file(fs: FileSystem, path: str) -> None:

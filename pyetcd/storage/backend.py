@@ -1,8 +1,9 @@
 """The backend: one LMDB environment holding every bucket of a member's state.
 
 Like etcd's bbolt backend, but LMDB: a B+tree in one memory-mapped file, one writer, readers
-that never block it. Writes are not synced on commit (the WAL is the durability point); the
-server calls ``sync()`` at checkpoints.
+that never block it. Writes are not synced on commit (the WAL is the durability point); what
+survives a power loss is the last checkpoint (see checkpoint.py), taken when the backend opens
+and whenever the server calls ``checkpoint()``.
 """
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import os
 import struct
 
 import lmdb
+
+from pyetcd.fileutil import OS, FileSystem, fsync_file
+from pyetcd.storage import checkpoint as checkpoints
 
 # Named sub-databases opened at start. Dupsort ones hold many values per key (the key index).
 _DUPSORT = ("kindex", "klong")
@@ -20,15 +24,43 @@ _CI_KEY = b"consistent_index"
 _TERM_KEY = b"term"
 
 
-class Backend:
-    def __init__(self, path: str, *, map_size: int = 8 << 30) -> None:
-        os.makedirs(path, exist_ok=True)
+class _Buckets:
+    """What every opened environment offers: buckets, read transactions, the meta helpers."""
+
+    env: lmdb.Environment
+    _dbs: dict[bytes, lmdb._Database]
+
+    def db(self, name: str) -> lmdb._Database:
+        raise NotImplementedError
+
+    def begin_read(self) -> lmdb.Transaction:
+        return self.env.begin(buffers=False)
+
+    def get_u64(self, txn: lmdb.Transaction, key: bytes, default: int = 0) -> int:
+        raw = txn.get(key, db=self.db("meta"))
+        return default if raw is None else _U64.unpack(raw)[0]
+
+    def consistent_index(self, txn: lmdb.Transaction) -> tuple[int, int]:
+        """The applied Raft (index, term) recorded with the data."""
+        return self.get_u64(txn, _CI_KEY), self.get_u64(txn, _TERM_KEY)
+
+
+class Backend(_Buckets):
+    def __init__(self, path: str, *, fs: FileSystem = OS, map_size: int = 8 << 30) -> None:
+        """Open (or create) the environment in directory ``path``; after a power loss it comes
+        back at its last checkpoint (``restored`` says which). Ends with a checkpoint."""
+        fs.makedirs(path)
         self.path = path
+        self._fs = fs
+        self._data_file = os.path.join(path, checkpoints.DATA_FILE)
+        self.restored = checkpoints.restore_if_power_lost(fs, path)
         self.env = lmdb.open(path, map_size=map_size, subdir=True, sync=False, metasync=False,
                              readahead=False, max_dbs=16, lock=True)
+        self._pin: lmdb.Transaction | None = None
         self._dbs: dict[bytes, lmdb._Database] = {}
         for name in _BUCKETS:
             self.db(name)
+        self.checkpoint()
 
     def db(self, name: str) -> lmdb._Database:
         """The named sub-database, created on first use (not while a write txn is open)."""
@@ -39,14 +71,27 @@ class Backend:
             self._dbs[key] = handle
         return handle
 
-    def begin_read(self) -> lmdb.Transaction:
-        return self.env.begin(buffers=False)
-
     def begin_write(self) -> lmdb.Transaction:
         return self.env.begin(write=True)
 
-    def sync(self) -> None:
-        self.env.sync(True)
+    def checkpoint(self) -> int:
+        """Make the current state durable and the one to come back to after a power loss;
+        returns its applied index. Blocking (it fsyncs): may run in a worker thread, never at
+        the same time as close()."""
+        psize = self.env.stat()["psize"]
+        while True:
+            pin = self.env.begin()
+            page = checkpoints.read_meta_page(self._fs, self._data_file, psize, pin.id())
+            if page is not None:
+                break
+            pin.abort()  # two commits came in between: the meta page is gone, pin again
+        index = self.consistent_index(pin)[0]
+        fsync_file(self._fs, self._data_file)
+        checkpoints.save(self._fs, self.path, checkpoints.Checkpoint(pin.id(), index, self._fs.boot_id(), page))
+        previous, self._pin = self._pin, pin
+        if previous is not None:
+            previous.abort()
+        return index
 
     def size(self) -> int:
         """Bytes of the data file (etcd's dbSize)."""
@@ -65,21 +110,36 @@ class Backend:
         self.env.copy(path, compact=compact)
 
     def close(self) -> None:
+        if self._pin is not None:
+            self._pin.abort()
+            self._pin = None
         self.env.close()
 
     # ---- meta helpers --------------------------------------------------------------------
 
-    def get_u64(self, txn: lmdb.Transaction, key: bytes, default: int = 0) -> int:
-        raw = txn.get(key, db=self._dbs[b"meta"])
-        return default if raw is None else _U64.unpack(raw)[0]
-
     def put_u64(self, txn: lmdb.Transaction, key: bytes, value: int) -> None:
         txn.put(key, _U64.pack(value), db=self._dbs[b"meta"])
-
-    def consistent_index(self, txn: lmdb.Transaction) -> tuple[int, int]:
-        """The applied Raft (index, term) recorded with the data."""
-        return self.get_u64(txn, _CI_KEY), self.get_u64(txn, _TERM_KEY)
 
     def set_consistent_index(self, txn: lmdb.Transaction, index: int, term: int) -> None:
         self.put_u64(txn, _CI_KEY, index)
         self.put_u64(txn, _TERM_KEY, term)
+
+
+
+class BackendCopy(_Buckets):
+    """A database copy (one data file, e.g. received from the leader) opened read-only, to see
+    what it holds before anything is done with it. Use as a context manager."""
+
+    def __init__(self, file_path: str) -> None:
+        self.env = lmdb.open(file_path, subdir=False, readonly=True, lock=False, max_dbs=16)
+        # (handles opened while a read transaction is open would not be valid in it)
+        self._dbs = {name.encode(): self.env.open_db(name.encode(), create=False) for name in ("meta", "members")}
+
+    def db(self, name: str) -> lmdb._Database:
+        return self._dbs[name.encode()]
+
+    def __enter__(self) -> "BackendCopy":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.env.close()

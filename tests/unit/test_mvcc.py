@@ -185,7 +185,7 @@ def test_reopen_keeps_state(tmp_path):
     with store.write() as w:
         w.compact(3)
         backend.set_consistent_index(w.txn, 17, 3)
-    backend.sync()
+    backend.checkpoint()
     before = [keys_at(store, rev) for rev in (3, 4)]
     backend.close()
     backend = Backend(path)
