@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     logutil.setup(cfg["log-level"])
     log(logger, logging.INFO, "Running: ", args=[sys.argv[0], *argv])
+    from pyetcd.storage.checkpoint import CheckpointError
     from pyetcd.wal import WALError
 
     try:
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         runner = asyncio.run
     try:
         runner(run(cfg))
-    except (ConfigError, WALError, OSError) as e:
+    except (ConfigError, WALError, CheckpointError, OSError) as e:
         # a start-up failure etcd would report as fatal: one clear line, no traceback
         log(logger, logging.CRITICAL, "failed to start etcd server", error=str(e))
         sys.exit(1)

@@ -96,6 +96,14 @@ class RawNode:
         except ProposalDropped:
             pass  # a forwarded proposal that cannot be placed: its origin will time out
 
+    def step_snapshot(self, m: raft_pb2.Message) -> bool:
+        """Feed a MsgSnap; True if Raft took it (the next Ready installs it), False if it was
+        dropped (an older term, or not newer than what this member has)."""
+        before = self.raft.log.unstable_snapshot
+        self.step(m)
+        after = self.raft.log.unstable_snapshot
+        return after is not None and after is not before and after.metadata == m.snapshot.metadata
+
     def read_index(self, request_ctx: bytes) -> None:
         """Ask for a linearizable read; the answer comes as ReadState(index, request_ctx) in a
         later Ready (or never, if leadership changes: the caller times out)."""

@@ -52,6 +52,7 @@ class Applier:
                  ) -> None:
         self.store = store
         self.lease_exists = lease_exists
+        self.index = 0  # the Raft index of the entry being applied
         self._handlers: dict[str, Callable[[WriteTxn, Message], Message]] = {
             "put": self._apply_put, "delete_range": self._apply_delete_range,
             "txn": self._apply_txn_request, "compaction": self._apply_compaction}
@@ -114,6 +115,7 @@ class Applier:
                 if index <= applied:
                     results.append(None)
                     continue
+                self.index = index
                 try:
                     resp = self._apply_one(w, req)
                 except EtcdError as err:

@@ -2,6 +2,10 @@
 
 - A data dir with a WAL wins: the initial-cluster flags are ignored, the member and cluster IDs
   come from the WAL's metadata, Raft's log from the WAL, the state machine from the backend.
+  A snapshot install the restart interrupted is finished first (snapshot.finish_install), the
+  backend comes back at its checkpoint after a power loss (storage/checkpoint.py), and Raft's
+  invariant applied <= committed <= last index is checked: a member whose backend and WAL do
+  not fit together refuses to start with a message saying why.
 - ``--initial-cluster-state new``: every founder derives the same member and cluster IDs from
   the flags (as etcd does), writes the initial member list into the backend and starts Raft from
   a snapshot at index 1 holding that configuration.
@@ -16,10 +20,13 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from pyetcd import errors
+from pyetcd.fileutil import FileSystem
+from pyetcd.logutil import log
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.raft import MemoryStorage
 from pyetcd.server.config import ConfigError, ServerConfig, cluster_id, member_id
+from pyetcd.server import snapshot
 from pyetcd.server.membership import MemberChange, Membership
 from pyetcd.server.platform import Platform
 from pyetcd.storage.backend import Backend
@@ -38,7 +45,7 @@ class Boot:
     cluster_id: int
     wal: WAL
     storage: MemoryStorage
-    applied: int
+    backend: Backend
     # members to reach before the backend knows them (a joining member's view of the cluster)
     peers: list[rpc_pb2.Member] = field(default_factory=list)
 
@@ -68,34 +75,75 @@ def conf_state(membership: Membership) -> raft_pb2.ConfState:
     return raft_pb2.ConfState(voters=membership.voters(), learners=membership.learners())
 
 
-async def bootstrap(cfg: ServerConfig, backend: Backend, membership: Membership, platform: Platform) -> Boot:
-    if WAL.exists(cfg.wal_dir):
-        return _restart(cfg, backend, membership)
-    if cfg["initial-cluster-state"] == "new":
-        return _found(cfg, backend, membership)
-    return await _join(cfg, platform)
+async def bootstrap(cfg: ServerConfig, platform: Platform) -> Boot:
+    fs = platform.fs
+    fs.makedirs(cfg.snap_dir)
+    if WAL.exists(cfg.wal_dir, fs=fs):
+        return _restart(cfg, fs)
+    # Without a WAL the member never started: a backend left from an interrupted first start
+    # holds nothing that counts.
+    if fs.exists(cfg.backend_path):
+        fs.rmtree(cfg.backend_path)
+    backend = Backend(cfg.backend_path, fs=fs)
+    try:
+        if cfg["initial-cluster-state"] == "new":
+            return _found(cfg, backend, fs)
+        return await _join(cfg, backend, platform)
+    except BaseException:
+        backend.close()
+        raise
 
 
-def _restart(cfg: ServerConfig, backend: Backend, membership: Membership) -> Boot:
-    wal = WAL.open(cfg.wal_dir, logger=logger)
+def _restart(cfg: ServerConfig, fs: FileSystem) -> Boot:
+    wal = WAL.open(cfg.wal_dir, logger=logger, fs=fs)
+    try:
+        return _resume(cfg, fs, wal)
+    except BaseException:
+        wal.close()
+        raise
+
+
+def _resume(cfg: ServerConfig, fs: FileSystem, wal: WAL) -> Boot:
     metadata, hardstate, entries, marker = wal.read_all()
     local_id, cid = int.from_bytes(metadata[:8], "big"), int.from_bytes(metadata[8:16], "big")
-    if local_id in membership.removed:
-        wal.close()
-        raise ConfigError("the member has been permanently removed from the cluster")
-    storage = MemoryStorage()
-    with backend.begin_read() as txn:
-        applied = backend.consistent_index(txn)[0]
-    if marker is not None:
-        # Raft resumes at the applied index, so its configuration is the backend's member list.
-        storage.apply_snapshot(raft_pb2.Snapshot(metadata=raft_pb2.SnapshotMetadata(
-            index=marker.index, term=marker.term, conf_state=conf_state(membership))))
-    storage.set_hard_state(hardstate)
-    storage.append(entries)
-    return Boot(local_id, cid, wal, storage, applied)
-
-
-def _found(cfg: ServerConfig, backend: Backend, membership: Membership) -> Boot:
+    snap_index, snap_term = (marker.index, marker.term) if marker is not None else (0, 0)
+    if snapshot.finish_install(fs, cfg.snap_dir, cfg.backend_path, snap_index, snap_term):
+        log(logger, logging.INFO, "finished installing the snapshot received before the restart",
+            **{"snapshot-index": snap_index})
+    backend = Backend(cfg.backend_path, fs=fs)
+    try:
+        if backend.restored is not None:
+            log(logger, logging.WARNING, "the machine went down since the backend's last checkpoint: "
+                "restored the backend to it", **{"applied-index": backend.restored.consistent_index})
+        membership = Membership(backend)
+        if local_id in membership.removed:
+            raise ConfigError("the member has been permanently removed from the cluster")
+        with backend.begin_read() as txn:
+            applied = backend.consistent_index(txn)[0]
+        last = entries[-1].index if entries else snap_index
+        # Raft's invariant applied <= committed <= last index, checked before Raft sees it.
+        if applied < snap_index:
+            raise ConfigError(f"the backend's applied index {applied} is behind the WAL's snapshot at "
+                              f"index {snap_index} and the snapshot's database is missing")
+        if applied > last:
+            raise ConfigError(f"the backend's applied index {applied} is beyond the WAL's last index {last}")
+        if hardstate.commit > last:
+            raise ConfigError(f"the WAL's commit index {hardstate.commit} is beyond its last index {last}")
+        storage = MemoryStorage()
+        if marker is not None:
+            # Raft resumes at the applied index: its configuration is the backend's member list.
+            storage.apply_snapshot(raft_pb2.Snapshot(metadata=raft_pb2.SnapshotMetadata(
+                index=snap_index, term=snap_term, conf_state=conf_state(membership))))
+        # What was applied was committed, even if the commit-only hard state saying so was not
+        # synced before a power loss.
+        storage.set_hard_state(raft_pb2.HardState(term=hardstate.term, vote=hardstate.vote,
+                                                  commit=max(hardstate.commit, applied)))
+        storage.append(entries)
+    except BaseException:
+        backend.close()
+        raise
+    return Boot(local_id, cid, wal, storage, backend)
+def _found(cfg: ServerConfig, backend: Backend, fs: FileSystem) -> Boot:
     token = cfg["initial-cluster-token"]
     founders = cfg.initial_cluster()
     ids = {name: member_id(urls, token) for name, urls in founders.items()}
@@ -105,13 +153,14 @@ def _found(cfg: ServerConfig, backend: Backend, membership: Membership) -> Boot:
             f"--initial-cluster has {cfg.name}={','.join(founders[cfg.name])} but missing from "
             f"--initial-advertise-peer-urls={','.join(cfg['initial-advertise-peer-urls'])}")
     local_id, cid = ids[cfg.name], cluster_id(list(ids.values()))
+    membership = Membership(backend)
     with backend.begin_write() as txn:
         for name, urls in founders.items():
             membership.apply(txn, MemberChange(kind=MemberChange.ADD, member=rpc_pb2.Member(
                 ID=ids[name], name=name, peerURLs=urls)))
         backend.set_consistent_index(txn, BOOT_INDEX, BOOT_TERM)
-    backend.sync()
-    wal = WAL.create(cfg.wal_dir, wal_metadata(local_id, cid))
+    backend.checkpoint()
+    wal = WAL.create(cfg.wal_dir, wal_metadata(local_id, cid), fs=fs)
     wal.save_snapshot(BOOT_INDEX, BOOT_TERM)
     hardstate = raft_pb2.HardState(term=BOOT_TERM, commit=BOOT_INDEX)
     wal.save(hardstate, [])
@@ -119,10 +168,10 @@ def _found(cfg: ServerConfig, backend: Backend, membership: Membership) -> Boot:
     storage.apply_snapshot(raft_pb2.Snapshot(metadata=raft_pb2.SnapshotMetadata(
         index=BOOT_INDEX, term=BOOT_TERM, conf_state=raft_pb2.ConfState(voters=sorted(ids.values())))))
     storage.set_hard_state(hardstate)
-    return Boot(local_id, cid, wal, storage, BOOT_INDEX)
+    return Boot(local_id, cid, wal, storage, backend)
 
 
-async def _join(cfg: ServerConfig, platform: Platform) -> Boot:
+async def _join(cfg: ServerConfig, backend: Backend, platform: Platform) -> Boot:
     others = [url for name, urls in cfg.initial_cluster().items() if name != cfg.name for url in urls]
     if not others:
         raise ConfigError("--initial-cluster-state existing needs the other members in --initial-cluster")
@@ -132,5 +181,5 @@ async def _join(cfg: ServerConfig, platform: Platform) -> Boot:
     if local is None:
         raise ConfigError(f"no member of cluster {cid:x} has the peer URLs "
                           f"{','.join(sorted(mine))}: add it first with `etcdctl member add`")
-    wal = WAL.create(cfg.wal_dir, wal_metadata(local.ID, cid))
-    return Boot(local.ID, cid, wal, MemoryStorage(), 0, peers=[m for m in members if m.ID != local.ID])
+    wal = WAL.create(cfg.wal_dir, wal_metadata(local.ID, cid), fs=platform.fs)
+    return Boot(local.ID, cid, wal, MemoryStorage(), backend, peers=[m for m in members if m.ID != local.ID])

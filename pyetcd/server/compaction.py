@@ -25,11 +25,13 @@ class Compactor:
     """Owns the task running scheduled compactions. ``start()``, ``notify()`` after a
     compaction is scheduled or the store replaced, ``await wait_physical(rev)``, ``await stop()``."""
 
-    def __init__(self, get_store: Callable[[], KVStore], batch_limit: int = DEFAULT_BATCH_LIMIT
-                 ) -> None:
+    def __init__(self, get_store: Callable[[], KVStore], batch_limit: int = DEFAULT_BATCH_LIMIT,
+                 on_failure: Callable[[BaseException], None] | None = None) -> None:
+        """``on_failure(exc)``: the task died of an error (an LMDB one): the member cannot go on."""
         if batch_limit < 1:
             raise ValueError("batch_limit must be at least 1")
         self._get_store = get_store
+        self._on_failure = on_failure
         self._limit = batch_limit
         self._wake = asyncio.Event()
         self._waiters: list[asyncio.Future] = []
@@ -75,6 +77,10 @@ class Compactor:
                 while not self._get_store().compact_batch(self._limit):
                     await asyncio.sleep(0)  # let requests, Raft and the rest run in between
                 self._release(None)
+        except Exception as e:
+            if self._on_failure is not None:
+                self._on_failure(e)
+            raise
         finally:
             self._release(errors.ErrStopped)
 

@@ -300,8 +300,13 @@ class ServerConfig:
         return self["wal-dir"] or os.path.join(self.member_dir, "wal")
 
     @property
+    def snap_dir(self) -> str:
+        """Snapshots received or being sent, and the backend's directory ``db``."""
+        return os.path.join(self.member_dir, "snap")
+
+    @property
     def backend_path(self) -> str:
-        return os.path.join(self.member_dir, "snap", "db")
+        return os.path.join(self.snap_dir, "db")
 
     def initial_cluster(self) -> dict[str, list[str]]:
         """`--initial-cluster` as name -> peer URLs (a name may appear several times)."""

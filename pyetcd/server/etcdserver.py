@@ -3,36 +3,38 @@
 Data flows one way (DESIGN §2): a write request is checked, proposed to Raft, made durable in
 the WAL, committed by a quorum, applied to MVCC in a batch, and its result resolves the caller's
 future (on whichever member the client asked: followers forward proposals to the leader and
-apply the same entries). Linearizable reads wait for one ReadIndex round — shared by every read
-that arrived before it started — and for the local apply to reach its index; serializable reads
-are served locally at once.
+apply the same entries). What is applied is always the logged entry, never the proposer's copy.
+Linearizable reads wait for a ReadIndex round (read_index.py); serializable reads are served
+locally at once. A database received from the leader replaces the backend only once Raft has
+accepted its snapshot (snapshot.py).
 """
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import random
-import shutil
-import tempfile
-import time
+import uuid
 from typing import Any
 
 from pyetcd import ETCD_VERSION, errors
 from pyetcd.logutil import log
 from pyetcd.proto.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd.proto.raftpb import raft_pb2
+from pyetcd.fileutil import fsync_file
 from pyetcd.raft import Config, ProposalDropped, RawNode, ReadState, SoftState
-from pyetcd.server import bootstrap, checks
+from pyetcd.server import bootstrap, checks, snapshot
 from pyetcd.server.apply import Applier
+from pyetcd.server.compaction import Compactor
 from pyetcd.server.config import ServerConfig
+from pyetcd.server.idutil import RequestIDs
 from pyetcd.server.membership import MemberChange, Membership, added_member_id
 from pyetcd.server.platform import Platform
 from pyetcd.server.raft_node import RaftNode
+from pyetcd.server.read_index import ReadIndex
 from pyetcd.storage.backend import Backend
 from pyetcd.storage.mvcc import KVStore
-from pyetcd.transport import Rejection, Status
+from pyetcd.transport import Rejection, Status, TransportOptions
 
 logger = logging.getLogger("pyetcd.server")
 
@@ -42,6 +44,10 @@ M = raft_pb2
 LEARNER_READY_PERCENT = 0.9
 
 _FENCE_PREFIX = b"fence/"
+# A request is skipped if it reaches the log more than this many entries after the commit index
+# its proposer saw (see InternalRaftRequest.max_index): generous, but it bounds how long a fence
+# must be kept.
+REQUEST_LIFETIME_ENTRIES = 1_000_000
 
 
 class _Expired:
@@ -64,6 +70,7 @@ class EtcdServer:
     def __init__(self, cfg: ServerConfig, platform: Platform | None = None) -> None:
         self.cfg = cfg
         self.platform = platform or Platform()
+        self.fs = self.platform.fs
         self.max_request_bytes: int = cfg["max-request-bytes"]
         self.max_txn_ops: int = cfg["max-txn-ops"]
         tick_ms = cfg["heartbeat-interval"]
@@ -74,14 +81,14 @@ class EtcdServer:
         self.member_id = 0
         self.cluster_id = 0
         self.applied_index = 0
-        self._ids = itertools.count(1)  # replaced by a cluster-unique sequence at start
-        self._waiting: dict[int, tuple[asyncio.Future, InternalRequest]] = {}
-        self._fenced: set[int] = set()  # requests that must never apply (see Fence)
-        self._reads_next: list[asyncio.Future] = []
-        self._read_states: dict[bytes, asyncio.Future] = {}
+        self._ids: RequestIDs | None = None
+        # request ID -> (the proposer's future, the bytes it proposed)
+        self._waiting: dict[int, tuple[asyncio.Future, bytes]] = {}
+        self._fenced: dict[int, int] = {}  # request ID -> its max_index: must never apply (see Fence)
         self._applied_waiters: list[tuple[int, asyncio.Future]] = []
+        self._restored_index = 0  # the last snapshot Raft accepted from the leader
+        self._stashed: dict[tuple[int, int], str] = {}  # (index, term) of that snapshot -> its database
         self._leader_changed = asyncio.Event()
-        self._read_wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._stopped = asyncio.Event()
         self.backend: Backend | None = None
@@ -89,49 +96,53 @@ class EtcdServer:
         self.applier: Applier | None = None
         self.membership: Membership | None = None
         self.raft: RaftNode | None = None
-        self.transport: PeerTransport | None = None
+        self.transport = None
+        self.read_index: ReadIndex | None = None
+        self.compactor = Compactor(lambda: self.store, cfg["experimental-compaction-batch-limit"],
+                                   on_failure=lambda e: self.platform.fatal("compaction failed", e))
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         cfg = self.cfg
-        os.makedirs(cfg.backend_path, exist_ok=True)
-        self._open_backend()
-        boot = await bootstrap.bootstrap(cfg, self.backend, self.membership, self.platform)
+        boot = await bootstrap.bootstrap(cfg, self.platform)
         self.member_id, self.cluster_id = boot.member_id, boot.cluster_id
-        # Request IDs are unique across the cluster and across restarts (like etcd's idutil): the
-        # member's low 16 bits, then milliseconds, then a counter. Every member sees every ID.
-        millis = int(time.time() * 1000) & 0xFFFFFFFF
-        self._ids = itertools.count(((self.member_id & 0xFFFF) << 48) | (millis << 16))
+        self._use_backend(boot.backend)
+        self._ids = RequestIDs(self.member_id, self.fs, cfg.member_dir)
         self.applied_index = self.store.consistent_index
         log(logger, logging.INFO, "starting local member",
             **{"local-member-id": f"{self.member_id:x}", "cluster-id": f"{self.cluster_id:x}"})
         node = RawNode(Config(id=self.member_id, storage=boot.storage,
                               rng=random.Random(self.platform.rng.getrandbits(64)),
-                              election_tick=self.election_ticks, heartbeat_tick=1, applied=boot.applied,
+                              election_tick=self.election_ticks, heartbeat_tick=1, applied=self.applied_index,
                               pre_vote=cfg["pre-vote"], check_quorum=True))
         self.transport = self.platform.transport(
             self.member_id, self.cluster_id, on_message=self._on_peer_message, on_snapshot=self._on_snapshot,
             on_unreachable=self._on_unreachable, on_rejected=self._on_rejected, cluster_info=self._cluster_info,
+            options=TransportOptions(snapshot_dir=cfg.snap_dir),
             rng=random.Random(self.platform.rng.getrandbits(64)), logger=logging.getLogger("pyetcd.transport"))
         await self.transport.start(cfg["listen-peer-urls"])
         self._sync_peers(boot.peers)
         self.raft = RaftNode(node, boot.storage, boot.wal, self.transport, self, tick_seconds=self.tick_seconds,
                              fatal=self.platform.fatal, fsync=not cfg["unsafe-no-fsync"])
+        self.read_index = ReadIndex(self.raft.read_index, self._ids.next, self._wait_applied,
+                                    lambda: bool(self.raft.lead), self.request_timeout)
         self.raft.start()
         if self.membership.voters() == [self.member_id]:
             node.campaign()  # alone: no one to wait for
         elif cfg["initial-election-tick-advance"]:
             for _ in range(self.election_ticks - 1):
                 node.tick()
+        self.compactor.start()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._read_loop(), name="linearizable-reads"),
+        self._tasks = [loop.create_task(self.read_index.run(), name="linearizable-reads"),
                        loop.create_task(self._publish(), name="publish")]
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.compactor.stop()
         if self.raft is not None:
             await self.raft.stop()
         if self.transport is not None:
@@ -142,28 +153,28 @@ class EtcdServer:
         if self.raft is not None:
             self.raft.wal.close()
         if self.backend is not None:
-            self.backend.sync()
+            self.backend.checkpoint()
             self.backend.close()
         self._stopped.set()
 
     async def wait_removed_or_stopped(self) -> None:
         await self._stopped.wait()
 
-    def _open_backend(self) -> None:
-        self.backend = Backend(self.cfg.backend_path)
-        self.store = KVStore(self.backend)
+    def _use_backend(self, backend: Backend) -> None:
+        self.backend = backend
+        self.store = KVStore(backend)
         self.applier = Applier(self.store)
         self.applier.register("member_change", self._apply_member_change)
         self.applier.register("fence", self._apply_fence)
-        self.membership = Membership(self.backend)
-        with self.backend.begin_read() as txn:
-            cursor = txn.cursor(db=self.backend.db("meta"))
-            self._fenced = set()
+        self.membership = Membership(backend)
+        self._fenced = {}
+        with backend.begin_read() as txn:
+            cursor = txn.cursor(db=backend.db("meta"))
             if cursor.set_range(_FENCE_PREFIX):
-                for key in cursor.iternext(values=False):
+                for key, value in cursor.iternext():
                     if not key.startswith(_FENCE_PREFIX):
                         break
-                    self._fenced.add(int.from_bytes(key[len(_FENCE_PREFIX):], "big"))
+                    self._fenced[int.from_bytes(key[len(_FENCE_PREFIX):], "big")] = int.from_bytes(value, "big")
 
     async def _publish(self) -> None:
         """Announce this member's name and client URLs to the cluster (etcd's publish), until it sticks."""
@@ -198,31 +209,40 @@ class EtcdServer:
 
     def apply(self, entries: list[raft_pb2.Entry]) -> None:
         batch: list[tuple[int, int, InternalRequest]] = []
+        logged: list[bytes] = []  # each request's bytes as logged, to route its result
         conf_changes: dict[int, raft_pb2.ConfChange] = {}
         for entry in entries:
             if entry.type == M.EntryConfChange:
                 cc = raft_pb2.ConfChange.FromString(entry.data)
-                conf_changes[entry.index] = cc
-                request = InternalRequest.FromString(cc.context)
+                data = cc.context
             elif entry.data:
-                request = InternalRequest.FromString(entry.data)
+                cc, data = None, entry.data
             else:
                 continue
-            if request.ID in self._fenced:
-                continue  # its proposer already reported that it failed
-            if request.HasField("fence"):
-                self._fenced.add(request.fence.request_id)
-            waiting = self._waiting.get(request.ID)
-            batch.append((entry.index, entry.term, waiting[1] if waiting else request))
-        results = self.applier.apply_batch(batch) if batch else []
-        for (index, term, request), result in zip(batch, results):
-            cc = conf_changes.get(index)
-            if cc is not None:
-                self._apply_conf_change_to_raft(cc, request, result)
-            waiting = self._waiting.pop(request.ID, None)
-            if waiting is None or result is None or waiting[0].done():
+            request = InternalRequest.FromString(data)
+            if request.ID in self._fenced or (request.max_index and entry.index > request.max_index):
+                self._skip(entry.index, request.ID, cc)  # its proposer has reported, or will report, failure
                 continue
+            if cc is not None:
+                conf_changes[entry.index] = cc
+            if request.HasField("fence"):
+                self._fenced[request.fence.request_id] = request.fence.max_index
+            batch.append((entry.index, entry.term, request))
+            logged.append(data)
+        results = self.applier.apply_batch(batch) if batch else []
+        if any(request.HasField("compaction") for _, _, request in batch):
+            self.compactor.notify()
+        for (index, term, request), data, result in zip(batch, logged, results):
+            cc = conf_changes.get(index)
+            if cc is not None and result is not None and index > self._restored_index:
+                self._apply_conf_change_to_raft(cc, request, result)
+            waiting = self._waiting.get(request.ID)
+            if waiting is None or result is None or waiting[1] != data:
+                continue  # not ours (or only its ID is: another member's request with the same ID)
+            del self._waiting[request.ID]
             response, _events = result
+            if waiting[0].done():
+                continue
             if isinstance(response, errors.EtcdError):
                 waiting[0].set_exception(response)
             else:
@@ -231,9 +251,17 @@ class EtcdServer:
         self.applied_index = entries[-1].index
         self._wake_applied_waiters()
 
+    def _skip(self, index: int, request_id: int, cc: raft_pb2.ConfChange | None) -> None:
+        """A fenced or expired request's entry: it changes nothing, on every member alike."""
+        if cc is not None and index > self._restored_index:
+            self.raft.node.apply_conf_change(raft_pb2.ConfChange(type=M.ConfChangeUpdateNode, node_id=cc.node_id))
+        waiting = self._waiting.get(request_id)
+        if waiting is not None and not waiting[0].done():
+            waiting[0].set_exception(errors.ErrTimeout)
+
     def _apply_conf_change_to_raft(self, cc: raft_pb2.ConfChange, request: InternalRequest, result) -> None:
-        refused = result is not None and isinstance(result[0], errors.EtcdError)
-        if refused:  # the member list refused it: Raft's configuration must not change either
+        if isinstance(result[0], errors.EtcdError):
+            # the member list refused it: Raft's configuration must not change either
             self.raft.node.apply_conf_change(raft_pb2.ConfChange(type=M.ConfChangeUpdateNode, node_id=cc.node_id))
             return
         self.raft.node.apply_conf_change(cc)
@@ -246,7 +274,6 @@ class EtcdServer:
         if change.kind == MemberChange.REMOVE:
             self.transport.remove_peer(peer_id)
         elif change.kind in (MemberChange.ADD, MemberChange.ADD_LEARNER) and peer_id not in self.membership.removed:
-            # (a replayed add of a member removed later must not resurrect it)
             self.transport.add_peer(peer_id, list(change.member.peerURLs))
 
     def _apply_member_change(self, w, change: MemberChange) -> rpc_pb2.MemberListResponse:
@@ -258,42 +285,109 @@ class EtcdServer:
         return rpc_pb2.MemberListResponse(members=self.membership.sorted_members())
 
     def _apply_fence(self, w, fence: raft_internal_pb2.Fence) -> raft_internal_pb2.FenceResponse:
-        w.txn.put(_FENCE_PREFIX + fence.request_id.to_bytes(8, "big"), b"", db=self.backend.db("meta"))
+        meta = self.backend.db("meta")
+        w.txn.put(_FENCE_PREFIX + fence.request_id.to_bytes(8, "big"), fence.max_index.to_bytes(8, "big"), db=meta)
+        # Forget fences whose request can no longer apply anyway (the log is past its max_index);
+        # done here so that every member forgets them at the same point of the log.
+        for request_id, max_index in list(self._fenced.items()):
+            if 0 < max_index < self.applier.index:
+                del self._fenced[request_id]
+                w.txn.delete(_FENCE_PREFIX + request_id.to_bytes(8, "big"), db=meta)
         return raft_internal_pb2.FenceResponse()
 
     def on_read_states(self, states: list[ReadState]) -> None:
-        for state in states:
-            fut = self._read_states.pop(state.request_ctx, None)
-            if fut is not None and not fut.done():
-                fut.set_result(state.index)
+        self.read_index.on_read_states(states)
 
-    def after_advance(self) -> None:
+    def on_proposals_dropped(self, request_ids: list[int]) -> None:
+        error = self._dropped_error()
+        for request_id in request_ids:
+            waiting = self._waiting.get(request_id)
+            if waiting is not None and not waiting[0].done():
+                waiting[0].set_exception(error)
+
+    def _dropped_error(self) -> errors.EtcdError:
+        return errors.ErrNoLeader if not self.raft.lead else errors.ErrTimeout
+
+    async def after_advance(self) -> None:
         if self.applied_index - self.raft.storage.snapshot().metadata.index >= self.cfg["snapshot-count"]:
-            self._snapshot()
+            await self._snapshot()
 
-    def snapshot_file(self) -> str:
-        """A consistent copy of the backend's data file, for a follower that needs a snapshot."""
-        tmp = tempfile.mkdtemp(prefix="snap-", dir=os.path.dirname(self.cfg.backend_path))
-        self.backend.copy_to(tmp, compact=True)
-        path = tmp + ".db"
-        os.replace(os.path.join(tmp, "data.mdb"), path)
-        shutil.rmtree(tmp)
-        return path
-
-    def _snapshot(self) -> None:
-        """Record a Raft snapshot at the applied index and release the log behind it."""
+    async def _snapshot(self) -> None:
+        """Record a Raft snapshot at the applied index and release the log behind it. The WAL
+        below it goes only once a backend checkpoint covers it (it is what a power loss returns
+        the backend to)."""
         index = self.applied_index
         storage = self.raft.storage
         conf = raft_pb2.ConfState(voters=self.membership.voters(), learners=self.membership.learners())
         storage.create_snapshot(index, conf, b"")
-        self.backend.sync()  # the WAL below this point may go: the backend must hold it durably
-        self.raft.wal.save_snapshot(index, storage.term(index))
+        await asyncio.to_thread(self.backend.checkpoint)
+        await asyncio.to_thread(self.raft.wal.save_snapshot, index, storage.term(index))
         # keep some entries for slow followers to catch up from without a snapshot
         compact_to = index - self.cfg["experimental-snapshot-catchup-entries"]
         if compact_to > storage.first_index():
             storage.compact(compact_to)
             self.raft.wal.release_before(compact_to)
         log(logger, logging.INFO, "saved snapshot", **{"snapshot-index": index})
+
+    def snapshot_copy(self) -> tuple[str, raft_pb2.SnapshotMetadata]:
+        """A consistent copy of the backend for a follower, and what it holds (blocking)."""
+        return snapshot.make_copy(self.backend, self.cfg.snap_dir, uuid.UUID(int=self.platform.rng.getrandbits(128)).hex)
+
+    # ---- snapshots from the leader -------------------------------------------------------------
+
+    async def _on_snapshot(self, from_id: int, data: bytes, path: str) -> None:
+        """The leader sent its database (spooled to ``path``, beside the backend). Raft judges the
+        snapshot first; only one it accepted is kept, to be installed by the Ready that carries
+        it. Raising refuses the transfer (the backend is untouched)."""
+        message = raft_pb2.Message.FromString(data)
+        meta = message.snapshot.metadata
+        log(logger, logging.INFO, "receiving database snapshot", **{"from": f"{from_id:x}",
+            "snapshot-index": meta.index, "snapshot-term": meta.term})
+        await asyncio.to_thread(snapshot.check_received, path, message)
+        await asyncio.to_thread(fsync_file, self.fs, path)
+        if self._stopped.is_set():
+            return
+        try:
+            accepted = self.raft.step_snapshot(message)
+        except Exception as e:  # noqa: BLE001 - as for any peer message: a Raft invariant broke
+            self.platform.fatal(f"raft: stepping a snapshot from {from_id:x} failed", e)
+        if not accepted:
+            log(logger, logging.INFO, "ignored database snapshot: raft did not take it",
+                **{"from": f"{from_id:x}", "snapshot-index": meta.index, "snapshot-term": meta.term})
+            return
+        stash = snapshot.stash_path(self.cfg.snap_dir, meta.index, meta.term)
+        self.fs.rename(path, stash)
+        self._stashed[(meta.index, meta.term)] = stash
+        self._restored_index = meta.index
+
+    async def install_snapshot(self, snap: raft_pb2.Snapshot) -> None:
+        """ReadyHandler: put the database of a snapshot Raft accepted in place of the backend.
+        From the WAL marker on the member cannot go back: any failure is fatal, and the restart
+        finishes the install from the stash (snapshot.finish_install)."""
+        meta = snap.metadata
+        stash = self._stashed.pop((meta.index, meta.term), None)
+        if stash is None:
+            self.platform.fatal(f"raft installs snapshot {meta.index}@{meta.term}, whose database is not here", None)
+        self.fs.fsync_dir(self.cfg.snap_dir)
+        await asyncio.to_thread(self.raft.wal.save_snapshot, meta.index, meta.term, discard_log=True)
+        # No await from here until the new backend is in use: nothing may touch a closed one.
+        if self.applied_index >= meta.index:
+            self.platform.fatal(f"raft installs snapshot {meta.index}, but {self.applied_index} is applied", None)
+        self.backend.close()
+        snapshot.swap_in(self.fs, stash, self.cfg.backend_path)
+        self._use_backend(Backend(self.cfg.backend_path, fs=self.fs))
+        self.compactor.notify()  # the new database may carry a compaction of its own to finish
+        if self.store.consistent_index != meta.index:
+            self.platform.fatal(f"the installed database holds index {self.store.consistent_index}, "
+                                f"not the snapshot's {meta.index}", None)
+        self.applied_index = meta.index
+        for other in [key for key in self._stashed if key[0] <= meta.index]:
+            self.fs.unlink(self._stashed.pop(other))
+        log(logger, logging.INFO, "installed database snapshot", **{"snapshot-index": meta.index})
+        self._sync_peers()
+        if self.member_id in self.membership.removed:
+            self._removed_from_cluster()
+        self._wake_applied_waiters()
 
     # ---- peer transport callbacks --------------------------------------------------------------
 
@@ -330,20 +424,6 @@ class EtcdServer:
                 self.transport.add_peer(member.ID, list(member.peerURLs))
                 known.add(member.ID)
 
-    async def _on_snapshot(self, from_id: int, metadata: bytes, path: str) -> None:
-        """The leader sent its database: swap it in, then hand Raft the snapshot message."""
-        message = raft_pb2.Message.FromString(metadata)
-        log(logger, logging.INFO, "receiving database snapshot", **{"from": f"{from_id:x}",
-            "snapshot-index": message.snapshot.metadata.index})
-        self.backend.close()
-        os.replace(path, os.path.join(self.cfg.backend_path, "data.mdb"))
-        self._open_backend()
-        # Raft resumes applying after the snapshot's index; the database may already hold some of
-        # the entries that follow (apply skips those), so track Raft's position, not the store's.
-        self.applied_index = message.snapshot.metadata.index
-        self._sync_peers()
-        self.raft.step(message)
-
     # ---- helpers ---------------------------------------------------------------------------
 
     def _fill_header(self, header: rpc_pb2.ResponseHeader, term: int | None = None) -> None:
@@ -365,34 +445,29 @@ class EtcdServer:
         member = self.membership.members.get(self.member_id)
         return bool(member and member.isLearner)
 
-    async def _within_timeout(self, fut: asyncio.Future) -> Any:
-        try:
-            return await asyncio.wait_for(fut, self.request_timeout)
-        except asyncio.TimeoutError:
-            raise (errors.ErrNoLeader if not self.raft.lead else errors.ErrTimeout) from None
-
     async def _propose(self, conf_change: int | None = None, **request: Any) -> Any:
-        internal = InternalRequest(ID=next(self._ids), **request)
+        internal = InternalRequest(ID=self._ids.next(), max_index=self.raft.commit_index + REQUEST_LIFETIME_ENTRIES,
+                                   **request)
         data = internal.SerializeToString()
         if len(data) > self.max_request_bytes:
             raise errors.ErrRequestTooLarge
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._waiting[internal.ID] = (future, internal)
+        self._waiting[internal.ID] = (future, data)
         timer = loop.call_later(self.request_timeout, self._expire, internal.ID)
         try:
             if conf_change is None:
-                self.raft.propose(data)
+                self.raft.propose(internal.ID, data)
             else:
                 node_id = internal.member_change.member.ID
                 try:
                     self.raft.propose_conf_change(raft_pb2.ConfChange(type=conf_change, node_id=node_id,
                                                                       context=data, id=internal.ID))
                 except ProposalDropped:
-                    pass  # no leader to take it now: like etcd, the request times out
+                    raise self._dropped_error() from None
             result = await future
             if isinstance(result, _Expired):
-                return await self._settle(internal.ID, result.late)
+                return await self._settle(internal, result.late)
             return result
         finally:
             timer.cancel()
@@ -406,74 +481,49 @@ class EtcdServer:
             self._waiting[request_id] = (late, waiting[1])
             waiting[0].set_result(_Expired(late))
 
-    async def _settle(self, request_id: int, late: asyncio.Future) -> Any:
+    async def _settle(self, request: InternalRequest, late: asyncio.Future) -> Any:
         """The request timed out: commit a fence after which it can never apply. If it applied
         before the fence (``late`` resolved), that is its outcome; if not, the failure we report
         is definite. Only when not even the fence commits (no quorum) is the outcome unknown, as
         in etcd."""
-        fence = InternalRequest(ID=next(self._ids), fence=raft_internal_pb2.Fence(request_id=request_id))
+        fence = InternalRequest(ID=self._ids.next(), max_index=request.max_index,
+                                fence=raft_internal_pb2.Fence(request_id=request.ID, max_index=request.max_index))
+        data = fence.SerializeToString()
         fenced = asyncio.get_running_loop().create_future()
-        self._waiting[fence.ID] = (fenced, fence)
+        self._waiting[fence.ID] = (fenced, data)
         try:
-            self.raft.propose(fence.SerializeToString())
+            self.raft.propose(fence.ID, data)
             await asyncio.wait([late, fenced], timeout=self.request_timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._waiting.pop(fence.ID, None)
+            if fenced.done() and not fenced.cancelled():
+                fenced.exception()  # (dropped with no leader: the outcome stays unknown)
         if late.done():
             return late.result()
-        raise errors.ErrNoLeader if not self.raft.lead else errors.ErrTimeout
+        raise self._dropped_error()
 
-    # ---- linearizable reads: batched ReadIndex -----------------------------------------------
-
-    async def _linearizable_barrier(self) -> None:
-        fut = asyncio.get_running_loop().create_future()
-        self._reads_next.append(fut)
-        self._read_wakeup.set()
-        await self._within_timeout(fut)
-
-    async def _read_loop(self) -> None:
-        """One ReadIndex round at a time; reads arriving meanwhile share the next round."""
-        loop = asyncio.get_running_loop()
-        rounds = itertools.count(1)
-        while True:
-            await self._read_wakeup.wait()
-            self._read_wakeup.clear()
-            waiters, self._reads_next = self._reads_next, []
-            waiters = [w for w in waiters if not w.done()]
-            if not waiters:
-                continue
-            ctx = next(rounds).to_bytes(8, "big")
-            state = loop.create_future()
-            self._read_states[ctx] = state
-            try:
-                self.raft.read_index(ctx)
-                index = await asyncio.wait_for(state, self.request_timeout)
-                await self._wait_applied(index)
-            except (asyncio.TimeoutError, ProposalDropped):
-                self._read_states.pop(ctx, None)
-                for w in waiters:
-                    if not w.done():
-                        w.set_exception(errors.ErrTimeout)
-                continue
-            for w in waiters:
-                if not w.done():
-                    w.set_result(None)
+    # ---- linearizable reads ------------------------------------------------------------------
 
     async def _wait_applied(self, index: int) -> None:
         if self.applied_index >= index:
             return
         fut = asyncio.get_running_loop().create_future()
         self._applied_waiters.append((index, fut))
-        await fut
+        try:
+            await fut
+        finally:
+            if not fut.done():
+                fut.cancel()
 
     def _wake_applied_waiters(self) -> None:
         if not self._applied_waiters:
             return
         still = []
         for index, fut in self._applied_waiters:
+            if fut.done():
+                continue
             if index <= self.applied_index:
-                if not fut.done():
-                    fut.set_result(None)
+                fut.set_result(None)
             else:
                 still.append((index, fut))
         self._applied_waiters = still
@@ -483,7 +533,7 @@ class EtcdServer:
     async def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
         checks.check_range(req)
         if not req.serializable:
-            await self._linearizable_barrier()
+            await self.read_index.barrier()
         resp = self.applier.range(req)
         self._fill_header(resp.header)
         return resp
@@ -501,7 +551,10 @@ class EtcdServer:
         return await self._propose(txn=req)
 
     async def compact(self, req: rpc_pb2.CompactionRequest) -> rpc_pb2.CompactionResponse:
-        return await self._propose(compaction=req)
+        resp = await self._propose(compaction=req)
+        if req.physical:  # answer once the compacted history is gone from this member's backend
+            await self.compactor.wait_physical(req.revision)
+        return resp
 
     # ---- maintenance ---------------------------------------------------------------------------
 
@@ -558,7 +611,7 @@ class EtcdServer:
 
     async def member_list(self, req: rpc_pb2.MemberListRequest) -> rpc_pb2.MemberListResponse:
         if req.linearizable:
-            await self._linearizable_barrier()
+            await self.read_index.barrier()
         return rpc_pb2.MemberListResponse(header=self._member_header(), members=self.membership.sorted_members())
 
     async def _change_members(self, change: MemberChange) -> list[rpc_pb2.Member]:

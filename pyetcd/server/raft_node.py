@@ -26,10 +26,16 @@ M = raft_pb2
 
 class ReadyHandler(Protocol):
     def on_soft_state(self, soft: SoftState) -> None: ...
+    async def install_snapshot(self, snapshot: raft_pb2.Snapshot) -> None: ...  # WAL marker + database swap
     def apply(self, entries: list[raft_pb2.Entry]) -> None: ...
     def on_read_states(self, states: list[ReadState]) -> None: ...
-    def snapshot_file(self) -> str: ...            # a consistent copy of the backend, for a follower
-    def after_advance(self) -> None: ...
+    def on_proposals_dropped(self, request_ids: list[int]) -> None: ...
+    def snapshot_copy(self) -> tuple[str, raft_pb2.SnapshotMetadata]: ...  # blocking: a copy for a follower
+    async def after_advance(self) -> None: ...
+
+
+# Proposals forwarded by a follower travel as one MsgProp: keep it far below the peer frame limit.
+MAX_PROPOSAL_BATCH_BYTES = 8 << 20
 
 
 class RaftNode:
@@ -45,7 +51,7 @@ class RaftNode:
         self.fsync = fsync
         self.fatal = fatal
         self._wakeup = asyncio.Event()
-        self._proposals: list[bytes] = []
+        self._proposals: list[tuple[int, bytes]] = []
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
 
@@ -54,21 +60,30 @@ class RaftNode:
     def wake(self) -> None:
         self._wakeup.set()
 
-    def propose(self, data: bytes) -> None:
-        """Queue a proposal; every proposal of this loop iteration goes to Raft as one batch (one
-        message, one append). A batch Raft drops (no leader) is lost like any lost proposal:
-        its proposers time out."""
-        self._proposals.append(data)
+    def propose(self, request_id: int, data: bytes) -> None:
+        """Queue a proposal; the proposals of one loop iteration go to Raft in batches (one
+        message, one append each). Those Raft drops (no leader known, a leader transfer running)
+        are reported to ``on_proposals_dropped`` at once."""
+        self._proposals.append((request_id, data))
         if len(self._proposals) == 1:
             asyncio.get_running_loop().call_soon(self._flush_proposals)
 
     def _flush_proposals(self) -> None:
-        batch, self._proposals = self._proposals, []
-        try:
-            self.node.propose_batch(batch)
-        except ProposalDropped:
-            pass
+        queued, self._proposals = self._proposals, []
+        start, size = 0, 0
+        for i, (_, data) in enumerate(queued):
+            if size and size + len(data) > MAX_PROPOSAL_BATCH_BYTES:
+                self._propose_batch(queued[start:i])
+                start, size = i, 0
+            size += len(data)
+        self._propose_batch(queued[start:])
         self._wakeup.set()
+
+    def _propose_batch(self, batch: list[tuple[int, bytes]]) -> None:
+        try:
+            self.node.propose_batch([data for _, data in batch])
+        except ProposalDropped:
+            self.handler.on_proposals_dropped([request_id for request_id, _ in batch])
 
     def propose_conf_change(self, cc: raft_pb2.ConfChange) -> None:
         self.node.propose_conf_change(cc)
@@ -81,6 +96,11 @@ class RaftNode:
     def step(self, message: raft_pb2.Message) -> None:
         self.node.step(message)
         self._wakeup.set()
+
+    def step_snapshot(self, message: raft_pb2.Message) -> bool:
+        accepted = self.node.step_snapshot(message)
+        self._wakeup.set()
+        return accepted
 
     def transfer_leader(self, target: int) -> None:
         self.node.transfer_leader(target)
@@ -142,8 +162,7 @@ class RaftNode:
         if rd.soft_state is not None:
             self.handler.on_soft_state(rd.soft_state)
         if rd.snapshot is not None:
-            meta = rd.snapshot.metadata
-            await asyncio.to_thread(self.wal.save_snapshot, meta.index, meta.term)
+            await self.handler.install_snapshot(rd.snapshot)
             self.storage.apply_snapshot(rd.snapshot)
         if rd.entries or rd.hard_state is not None:
             await asyncio.to_thread(self.wal.save, rd.hard_state, rd.entries, sync=self.fsync and rd.must_sync)
@@ -156,7 +175,7 @@ class RaftNode:
         if rd.read_states:
             self.handler.on_read_states(rd.read_states)
         self.node.advance(rd)
-        self.handler.after_advance()
+        await self.handler.after_advance()
 
     def _send(self, messages: list[raft_pb2.Message]) -> None:
         if self.transport is None:
@@ -171,14 +190,18 @@ class RaftNode:
             self.transport.send_many(batch)
 
     async def _send_snapshot(self, m: raft_pb2.Message) -> None:
-        path = await asyncio.to_thread(self.handler.snapshot_file)
+        """Stream a copy of the database in place of Raft's snapshot; the message describes the
+        copy (its own index, term and members), which may be newer than the snapshot Raft chose."""
+        ok, path = False, None
         try:
+            path, meta = await asyncio.to_thread(self.handler.snapshot_copy)
+            m.snapshot.metadata.CopyFrom(meta)
             ok = await self.transport.send_snapshot(m.to, m.SerializeToString(), path)
         except Exception:  # noqa: BLE001 - any failure is reported to Raft as a failed snapshot
             logger.exception("sending snapshot failed")
-            ok = False
         finally:
-            os.unlink(path)
+            if path is not None:
+                os.unlink(path)
         log(logger, logging.INFO, "sent database snapshot", to=f"{m.to:x}", success=ok,
             **{"snapshot-index": m.snapshot.metadata.index})
         self.node.report_snapshot(m.to, ok)

@@ -3,6 +3,7 @@ from pyetcd.proto.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.server.config import ServerConfig
 from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.storage.backend import Backend
 
 Req = raft_internal_pb2.InternalRaftRequest
 
@@ -17,7 +18,7 @@ def put(request_id: int, key: bytes) -> Req:
 
 def member(data_dir: str) -> EtcdServer:
     server = EtcdServer(ServerConfig({"data-dir": data_dir}))
-    server._open_backend()
+    server._use_backend(Backend(server.cfg.backend_path))
     return server
 
 

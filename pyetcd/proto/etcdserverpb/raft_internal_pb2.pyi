@@ -8,8 +8,9 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class InternalRaftRequest(_message.Message):
-    __slots__ = ("ID", "put", "delete_range", "txn", "compaction", "member_change", "fence")
+    __slots__ = ("ID", "max_index", "put", "delete_range", "txn", "compaction", "member_change", "fence")
     ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_INDEX_FIELD_NUMBER: _ClassVar[int]
     PUT_FIELD_NUMBER: _ClassVar[int]
     DELETE_RANGE_FIELD_NUMBER: _ClassVar[int]
     TXN_FIELD_NUMBER: _ClassVar[int]
@@ -17,19 +18,22 @@ class InternalRaftRequest(_message.Message):
     MEMBER_CHANGE_FIELD_NUMBER: _ClassVar[int]
     FENCE_FIELD_NUMBER: _ClassVar[int]
     ID: int
+    max_index: int
     put: _rpc_pb2.PutRequest
     delete_range: _rpc_pb2.DeleteRangeRequest
     txn: _rpc_pb2.TxnRequest
     compaction: _rpc_pb2.CompactionRequest
     member_change: MemberChange
     fence: Fence
-    def __init__(self, ID: _Optional[int] = ..., put: _Optional[_Union[_rpc_pb2.PutRequest, _Mapping]] = ..., delete_range: _Optional[_Union[_rpc_pb2.DeleteRangeRequest, _Mapping]] = ..., txn: _Optional[_Union[_rpc_pb2.TxnRequest, _Mapping]] = ..., compaction: _Optional[_Union[_rpc_pb2.CompactionRequest, _Mapping]] = ..., member_change: _Optional[_Union[MemberChange, _Mapping]] = ..., fence: _Optional[_Union[Fence, _Mapping]] = ...) -> None: ...
+    def __init__(self, ID: _Optional[int] = ..., max_index: _Optional[int] = ..., put: _Optional[_Union[_rpc_pb2.PutRequest, _Mapping]] = ..., delete_range: _Optional[_Union[_rpc_pb2.DeleteRangeRequest, _Mapping]] = ..., txn: _Optional[_Union[_rpc_pb2.TxnRequest, _Mapping]] = ..., compaction: _Optional[_Union[_rpc_pb2.CompactionRequest, _Mapping]] = ..., member_change: _Optional[_Union[MemberChange, _Mapping]] = ..., fence: _Optional[_Union[Fence, _Mapping]] = ...) -> None: ...
 
 class Fence(_message.Message):
-    __slots__ = ("request_id",)
+    __slots__ = ("request_id", "max_index")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_INDEX_FIELD_NUMBER: _ClassVar[int]
     request_id: int
-    def __init__(self, request_id: _Optional[int] = ...) -> None: ...
+    max_index: int
+    def __init__(self, request_id: _Optional[int] = ..., max_index: _Optional[int] = ...) -> None: ...
 
 class FenceResponse(_message.Message):
     __slots__ = ("header",)

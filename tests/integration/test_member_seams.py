@@ -1,0 +1,209 @@
+"""The member where Raft meets the disk, the snapshot stream and the restart: regression tests
+for defects a reader found in them (issue "Core hardening"). Members run in this process, on
+127.0.0.1 free ports; the whole-member simulation (tests/sim) tries the same seams at random."""
+from __future__ import annotations
+
+import asyncio
+import os
+
+import lmdb
+import pytest
+
+from pyetcd import errors
+from pyetcd.proto.etcdserverpb import raft_internal_pb2, rpc_pb2
+from pyetcd.proto.raftpb import raft_pb2
+from pyetcd.server import snapshot
+from pyetcd.server.config import ConfigError, ServerConfig
+from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.storage.backend import Backend
+from pyetcd.wal import WAL
+from servers import free_port
+
+Req = raft_internal_pb2.InternalRaftRequest
+
+
+def config(data_dir: str, peers: int = 1) -> ServerConfig:
+    """One member (infra0) of a cluster of ``peers`` founders; only infra0 ever runs here."""
+    urls = [f"http://127.0.0.1:{free_port()}" for _ in range(peers)]
+    return ServerConfig({
+        "name": "infra0", "data-dir": data_dir, "listen-client-urls": [], "advertise-client-urls": [],
+        "listen-peer-urls": [urls[0]], "initial-advertise-peer-urls": [urls[0]],
+        "initial-cluster": ",".join(f"infra{i}={u}" for i, u in enumerate(urls)),
+        "heartbeat-interval": 10, "election-timeout": 100})
+
+
+async def started(cfg: ServerConfig) -> EtcdServer:
+    server = EtcdServer(cfg)
+    await server.start()
+    return server
+
+
+async def leader(cfg: ServerConfig) -> EtcdServer:
+    server = await started(cfg)
+    async with asyncio.timeout(10):
+        while not server.is_leader:
+            await asyncio.sleep(0.01)
+    return server
+
+
+async def put(server: EtcdServer, key: bytes) -> int:
+    return (await server.put(rpc_pb2.PutRequest(key=key, value=b"v"))).header.revision
+
+
+def keys(server: EtcdServer) -> list[bytes]:
+    return [kv.key for kv in server.applier.range(rpc_pb2.RangeRequest(key=b"\0", range_end=b"\0")).kvs]
+
+
+def snapshot_message(meta: raft_pb2.SnapshotMetadata, term: int, sender: int = 0xbeef) -> bytes:
+    return raft_pb2.Message(type=raft_pb2.MsgSnap, from_=sender, term=term,
+                            snapshot=raft_pb2.Snapshot(metadata=meta)).SerializeToString()
+
+
+async def test_a_snapshot_older_than_the_database_never_replaces_it(tmp_path):
+    """Raft judges first: a stale stream (a deposed leader's, or one overtaken by newer entries)
+    is dropped, even from a higher term, and the database stays as it is."""
+    server = await leader(config(str(tmp_path / "m")))
+    try:
+        for i in range(3):
+            await put(server, b"old%d" % i)
+        path, meta = await asyncio.to_thread(server.snapshot_copy)
+        for i in range(3):
+            await put(server, b"new%d" % i)
+        applied = server.applied_index
+        spooled = os.path.join(server.cfg.snap_dir, "spooled.tmp")
+        os.replace(path, spooled)
+        await server._on_snapshot(0xbeef, snapshot_message(meta, server.raft.term + 1), spooled)
+        await asyncio.sleep(0.05)  # let the Ready loop run
+        assert server.store.consistent_index == applied
+        assert keys(server) == [b"new0", b"new1", b"new2", b"old0", b"old1", b"old2"]
+    finally:
+        await server.stop()
+
+
+async def test_the_snapshot_message_describes_the_copy_it_travels_with(tmp_path):
+    server = await leader(config(str(tmp_path / "m")))
+    try:
+        await put(server, b"k")
+        path, meta = await asyncio.to_thread(server.snapshot_copy)
+        assert (meta.index, meta.term) == (server.applied_index, server.raft.term)
+        assert list(meta.conf_state.voters) == [server.member_id]
+        wrong = raft_pb2.SnapshotMetadata()
+        wrong.CopyFrom(meta)
+        wrong.index += 1
+        with pytest.raises(snapshot.SnapshotRefused):
+            await server._on_snapshot(0xbeef, snapshot_message(wrong, server.raft.term), path)
+        os.unlink(path)
+        await put(server, b"after")  # the backend was never touched
+        assert keys(server) == [b"after", b"k"]
+    finally:
+        await server.stop()
+
+
+async def test_received_snapshots_are_spooled_beside_the_backend(tmp_path):
+    """Renaming a spooled copy from /tmp into the data dir fails with EXDEV on another file
+    system (tmpfs /tmp, containers): spool where the backend lives."""
+    server = await started(config(str(tmp_path / "m")))
+    try:
+        assert server.transport._ctx.options.snapshot_dir == os.path.dirname(server.cfg.backend_path)
+    finally:
+        await server.stop()
+
+
+async def test_a_proposal_raft_drops_fails_at_once(tmp_path):
+    server = await started(config(str(tmp_path / "m"), peers=3))  # the other two never start
+    try:
+        async with asyncio.timeout(server.request_timeout / 2):
+            with pytest.raises(errors.EtcdError) as failure:
+                await put(server, b"k")
+        assert failure.value is errors.ErrNoLeader
+    finally:
+        await server.stop()
+
+
+async def test_a_request_applies_from_the_logged_bytes_and_only_its_own_answers_it(tmp_path):
+    server = await leader(config(str(tmp_path / "m")))
+    try:
+        mine = Req(ID=42, put=rpc_pb2.PutRequest(key=b"mine", value=b"v"))
+        other = Req(ID=42, put=rpc_pb2.PutRequest(key=b"other", value=b"v"))  # another member's, same ID
+        fut = asyncio.get_running_loop().create_future()
+        server._waiting[42] = (fut, mine.SerializeToString())
+        index = server.applied_index + 1
+        server.apply([raft_pb2.Entry(term=server.raft.term, index=index, data=other.SerializeToString())])
+        assert not fut.done() and b"other" in keys(server)
+        server._waiting.pop(42)
+    finally:
+        await server.stop()
+
+
+async def test_fences_are_forgotten_once_their_request_can_no_longer_apply(tmp_path):
+    server = await leader(config(str(tmp_path / "m")))
+    try:
+        base = server.applied_index
+        fence = lambda rid, max_index, fid: Req(ID=fid, fence=raft_internal_pb2.Fence(  # noqa: E731
+            request_id=rid, max_index=max_index))
+        entries = [fence(7, base + 2, 100), fence(8, base + 1000, 101), fence(9, 0, 102)]
+        server.apply([raft_pb2.Entry(term=server.raft.term, index=base + 1 + i, data=e.SerializeToString())
+                      for i, e in enumerate(entries)])
+        assert set(server._fenced) == {8, 9}  # 7 could apply only up to base + 2
+        with server.backend.begin_read() as txn:
+            kept = [k for k, _ in txn.cursor(db=server.backend.db("meta")) if k.startswith(b"fence/")]
+        assert len(kept) == 2
+        late = Req(ID=8, put=rpc_pb2.PutRequest(key=b"late", value=b"v"))
+        server.apply([raft_pb2.Entry(term=server.raft.term, index=base + 4, data=late.SerializeToString())])
+        assert b"late" not in keys(server)
+    finally:
+        await server.stop()
+
+
+async def test_restart_refuses_a_backend_ahead_of_the_wal(tmp_path):
+    cfg = config(str(tmp_path / "m"))
+    server = await leader(cfg)
+    await put(server, b"k")
+    await server.stop()
+    backend = Backend(cfg.backend_path)
+    with backend.begin_write() as txn:
+        backend.set_consistent_index(txn, 10_000, 2)
+    backend.close()
+    with pytest.raises(ConfigError, match="beyond the WAL's last index"):
+        await started(cfg)
+
+
+async def test_restart_refuses_a_backend_behind_the_wals_snapshot(tmp_path):
+    cfg = config(str(tmp_path / "m"))
+    server = await leader(cfg)
+    await put(server, b"k")
+    last = server.applied_index
+    await server.stop()
+    with WAL.open(cfg.wal_dir) as wal:
+        wal.save_snapshot(last + 5, 9, discard_log=True)  # a received snapshot whose database is gone
+    with pytest.raises(ConfigError, match="behind the WAL's snapshot"):
+        await started(cfg)
+
+
+async def test_restart_finishes_an_interrupted_snapshot_install(tmp_path):
+    """Crash after the WAL marker, before the database swap: the restart swaps the stash in."""
+    cfg = config(str(tmp_path / "m"))
+    server = await leader(cfg)
+    for i in range(3):
+        await put(server, b"k%d" % i)
+    path, meta = await asyncio.to_thread(server.snapshot_copy)
+    await put(server, b"after-copy")
+    await server.stop()
+    # As if a leader's snapshot at a later index had been accepted: stash + discarding marker.
+    stash = snapshot.stash_path(cfg.snap_dir, meta.index + 100, meta.term + 1)
+    env = lmdb.open(path, subdir=False, max_dbs=16, lock=False)  # the copy, made to say so
+    with env.begin(write=True) as txn:
+        meta_db = env.open_db(b"meta", txn=txn)
+        txn.put(b"consistent_index", (meta.index + 100).to_bytes(8, "big"), db=meta_db)
+        txn.put(b"term", (meta.term + 1).to_bytes(8, "big"), db=meta_db)
+    env.close()
+    os.replace(path, stash)
+    with WAL.open(cfg.wal_dir) as wal:
+        wal.save_snapshot(meta.index + 100, meta.term + 1, discard_log=True)
+    restarted = await started(cfg)
+    try:
+        assert restarted.applied_index == meta.index + 100
+        assert keys(restarted) == [b"k0", b"k1", b"k2"]  # the snapshot's data, not the old backend's
+        assert not os.path.exists(stash)
+    finally:
+        await restarted.stop()
