@@ -5,7 +5,10 @@ Checked on the recorded history:
 - every acknowledged write is there afterwards, at its acknowledged revision, on every member;
 - revisions are a gapless sequence (each put creates one key, so each revision is one put);
 - real-time order: a write acknowledged before another started has a smaller revision, and a
-  linearizable read that started after a write was acknowledged sees that write's revision.
+  linearizable read that started after a write was acknowledged sees that write's revision;
+- once the members have applied the same index, their HashKV is equal at every revision (of a
+  sample spread over the whole history): the same history on every member, not only the same
+  final keys.
 A write that failed with UNAVAILABLE (timeout, no leader) is indeterminate, as in etcd: it may
 or may not have been committed; it is never counted as acknowledged.
 
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from servers import PYETCD, Server, cluster, start_all
+from servers import PYETCD, Server, cluster, start_all, wait_for
 
 DURATION = float(os.environ.get("PYETCD_CHAOS_SECONDS", "60"))
 WRITERS = 4
@@ -94,6 +97,27 @@ def check_real_time_order(history: History) -> None:
                 f"operation started at {start} saw revision {rev}, older than acknowledged revision {best[i]}"
 
 
+def check_same_history(members: list[Server]) -> int:
+    """Wait until every member applied the same index, then compare HashKV along the history;
+    returns how many revisions were compared."""
+    def statuses():
+        out = []
+        for m in members:
+            with grpc.insecure_channel(m.endpoint) as ch:
+                out.append(rpc_pb2_grpc.MaintenanceStub(ch).Status(rpc_pb2.StatusRequest(), timeout=10))
+        return out
+    wait_for(lambda: len({s.raftAppliedIndex for s in statuses()}) == 1, 60, "members to apply the same index")
+    current = statuses()[0].header.revision
+    revisions = sorted({1 + (current - 1) * i // 40 for i in range(41)})
+    for rev in revisions:
+        hashes = set()
+        for m in members:
+            with grpc.insecure_channel(m.endpoint) as ch:
+                hashes.add(rpc_pb2_grpc.MaintenanceStub(ch).HashKV(rpc_pb2.HashKVRequest(revision=rev), timeout=30).hash)
+        assert len(hashes) == 1, f"members' HashKV differ at revision {rev}"
+    return len(revisions)
+
+
 def test_cluster_under_chaos(tmp_path):
     members = cluster(PYETCD, str(tmp_path), 3, extra=["--snapshot-count", "500",
                                                         "--experimental-snapshot-catchup-entries", "100"])
@@ -126,9 +150,10 @@ def test_cluster_under_chaos(tmp_path):
         revs = sorted(stored[0].values())
         assert revs == list(range(revs[0], revs[0] + len(revs))), "gap in the revision history"
         check_real_time_order(history)
+        compared = check_same_history(members)
         assert len(history.writes) > 100
         print(f"\n{len(history.writes)} writes and {len(history.reads)} reads acknowledged, "
-              f"{history.failures} failed (indeterminate)")
+              f"{history.failures} failed (indeterminate); HashKV equal at {compared} revisions")
     finally:
         stop.set()
         for m in members:
