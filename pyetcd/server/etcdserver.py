@@ -320,7 +320,7 @@ class EtcdServer:
         storage = self.raft.storage
         conf = raft_pb2.ConfState(voters=self.membership.voters(), learners=self.membership.learners())
         storage.create_snapshot(index, conf, b"")
-        await asyncio.to_thread(self.backend.checkpoint)
+        await asyncio.to_thread(self.backend.begin_checkpoint())
         await asyncio.to_thread(self.raft.wal.save_snapshot, index, storage.term(index))
         # keep some entries for slow followers to catch up from without a snapshot
         compact_to = index - self.cfg["experimental-snapshot-catchup-entries"]

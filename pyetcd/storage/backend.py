@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
+from typing import Callable
 
 import lmdb
 
@@ -57,6 +59,7 @@ class Backend(_Buckets):
         self.env = lmdb.open(path, map_size=map_size, subdir=True, sync=False, metasync=False,
                              readahead=False, max_dbs=16, lock=True)
         self._pin: lmdb.Transaction | None = None
+        self._lock = threading.Lock()
         self._dbs: dict[bytes, lmdb._Database] = {}
         for name in _BUCKETS:
             self.db(name)
@@ -76,22 +79,33 @@ class Backend(_Buckets):
 
     def checkpoint(self) -> int:
         """Make the current state durable and the one to come back to after a power loss;
-        returns its applied index. Blocking (it fsyncs): may run in a worker thread, never at
-        the same time as close()."""
+        returns its applied index. Blocking (it fsyncs)."""
+        return self.begin_checkpoint()()
+
+    def begin_checkpoint(self) -> Callable[[], int]:
+        """The part of a checkpoint that must not overlap a commit (pin the state, copy its meta
+        page: call it where commits happen); returns the blocking rest (the fsync, the file),
+        which may run in a worker thread, and returns the state's applied index."""
         psize = self.env.stat()["psize"]
-        while True:
-            pin = self.env.begin()
-            page = checkpoints.read_meta_page(self._fs, self._data_file, psize, pin.id())
-            if page is not None:
-                break
-            pin.abort()  # two commits came in between: the meta page is gone, pin again
+        pin = self.env.begin()
+        page = checkpoints.read_meta_page(self._fs, self._data_file, psize, pin.id())
+        if page is None:
+            pin.abort()
+            raise checkpoints.CheckpointError("the newest meta page does not name the newest transaction")
         index = self.consistent_index(pin)[0]
-        fsync_file(self._fs, self._data_file)
-        checkpoints.save(self._fs, self.path, checkpoints.Checkpoint(pin.id(), index, self._fs.boot_id(), page))
-        previous, self._pin = self._pin, pin
-        if previous is not None:
-            previous.abort()
-        return index
+
+        def finish() -> int:
+            with self._lock:
+                if self.env is None:
+                    pin.abort()
+                    raise checkpoints.CheckpointError("the backend was closed during its checkpoint")
+                fsync_file(self._fs, self._data_file)
+                checkpoints.save(self._fs, self.path, checkpoints.Checkpoint(pin.id(), index, self._fs.boot_id(), page))
+                previous, self._pin = self._pin, pin
+                if previous is not None:
+                    previous.abort()
+            return index
+        return finish
 
     def size(self) -> int:
         """Bytes of the data file (etcd's dbSize)."""
@@ -110,10 +124,14 @@ class Backend(_Buckets):
         self.env.copy(path, compact=compact)
 
     def close(self) -> None:
-        if self._pin is not None:
-            self._pin.abort()
-            self._pin = None
-        self.env.close()
+        with self._lock:  # (a checkpoint finishing in a worker thread)
+            if self.env is None:
+                return
+            if self._pin is not None:
+                self._pin.abort()
+                self._pin = None
+            self.env.close()
+            self.env = None
 
     # ---- meta helpers --------------------------------------------------------------------
 
