@@ -48,6 +48,9 @@ _FENCE_PREFIX = b"fence/"
 # its proposer saw (see InternalRaftRequest.max_index): generous, but it bounds how long a fence
 # must be kept.
 REQUEST_LIFETIME_ENTRIES = 1_000_000
+# How often the backend checkpoints while it is written to. Pages freed since the last checkpoint
+# are reused only after the next one (storage/checkpoint.py): this bounds the file's growth.
+CHECKPOINT_INTERVAL = 0.5
 
 
 class _Expired:
@@ -88,6 +91,8 @@ class EtcdServer:
         self._applied_waiters: list[tuple[int, asyncio.Future]] = []
         self._restored_index = 0  # the last snapshot Raft accepted from the leader
         self._stashed: dict[tuple[int, int], str] = {}  # (index, term) of that snapshot -> its database
+        self._checkpoint: asyncio.Task | None = None
+        self._checkpoint_at = 0.0  # loop time of the last one
         self._leader_changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._stopped = asyncio.Event()
@@ -143,6 +148,8 @@ class EtcdServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.compactor.stop()
+        if self._checkpoint is not None:
+            await asyncio.gather(self._checkpoint, return_exceptions=True)
         if self.raft is not None:
             await self.raft.stop()
         if self.transport is not None:
@@ -311,6 +318,16 @@ class EtcdServer:
     async def after_advance(self) -> None:
         if self.applied_index - self.raft.storage.snapshot().metadata.index >= self.cfg["snapshot-count"]:
             await self._snapshot()
+        elif (self._checkpoint is None or self._checkpoint.done()) and \
+                asyncio.get_running_loop().time() - self._checkpoint_at >= CHECKPOINT_INTERVAL:
+            self._checkpoint = asyncio.get_running_loop().create_task(self._checkpoint_backend(), name="checkpoint")
+
+    async def _checkpoint_backend(self) -> None:
+        self._checkpoint_at = asyncio.get_running_loop().time()
+        try:
+            await asyncio.to_thread(self.backend.begin_checkpoint())
+        except Exception as e:  # noqa: BLE001 - a backend that cannot be made durable cannot go on
+            self.platform.fatal("backend checkpoint failed", e)
 
     async def _snapshot(self) -> None:
         """Record a Raft snapshot at the applied index and release the log behind it. The WAL
@@ -320,6 +337,7 @@ class EtcdServer:
         storage = self.raft.storage
         conf = raft_pb2.ConfState(voters=self.membership.voters(), learners=self.membership.learners())
         storage.create_snapshot(index, conf, b"")
+        self._checkpoint_at = asyncio.get_running_loop().time()
         await asyncio.to_thread(self.backend.begin_checkpoint())
         await asyncio.to_thread(self.raft.wal.save_snapshot, index, storage.term(index))
         # keep some entries for slow followers to catch up from without a snapshot
