@@ -1,0 +1,165 @@
+"""The fault injector: one random fault now and then, from the kinds Options.faults allows.
+
+Process faults (kill, pause, power loss) pick the leader half of the time; a member that is
+down (killed, crashed at a disk step, stopped by a fatal error, failed to start) is restarted
+after a random downtime. Every process gets its own disk fault plan at start (``disk_faults``).
+``heal()`` ends every fault that is still on; restarting the members that are down is the
+simulation's job then.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+
+from membersim.cluster import Cluster
+from membersim.member import SimMember
+from membersim.options import Faults
+from membersim.process import State
+from membersim.simfs import ANY, FAILABLE, DiskFault, FaultKind
+
+DOWNTIME = (0.1, 3.0)
+PAUSE = (0.2, 3.0)
+SLOW_DISK = (0.5, 4.0)
+# (operation, the highest occurrence to pick): how far into a process's life a disk fault lands
+CRASH_POINTS = [(ANY, 600), ("fdatasync", 60), ("fsync", 20), ("write", 150), ("rename", 6),
+                ("fsync_dir", 10), ("unlink", 10), ("open", 30), ("pwrite", 10)]
+P_CRASH_PLAN, P_TORN_PLAN, P_ERROR_PLAN = 0.35, 0.15, 0.1
+
+
+class FaultInjector:
+    def __init__(self, cluster: Cluster, rng: random.Random, faults: Faults, interval: float) -> None:
+        self.cluster = cluster
+        self.world = cluster.world
+        self.rng = rng
+        self.faults = faults
+        self.interval = interval
+        self.active = True
+        self._restart_at: dict[str, float] = {}
+
+    # ---- disk fault plans ----------------------------------------------------------------------
+
+    def disk_faults(self, member: SimMember) -> list[DiskFault]:
+        if not self.active:
+            return []
+        rng, f, plan = self.rng, self.faults, []
+        if f.disk_crashes and rng.random() < P_CRASH_PLAN:
+            op, most = rng.choice(CRASH_POINTS)
+            plan.append(DiskFault(op, rng.randint(1, most), rng.choice([FaultKind.CRASH_BEFORE, FaultKind.CRASH_AFTER])))
+        if f.torn_writes and rng.random() < P_TORN_PLAN:
+            plan.append(DiskFault("write", rng.randint(1, 150), FaultKind.TORN))
+        if f.io_errors and rng.random() < P_ERROR_PLAN:
+            plan.append(DiskFault(rng.choice(FAILABLE), rng.randint(1, 40), rng.choice([FaultKind.EIO, FaultKind.ENOSPC])))
+        return plan
+
+    # ---- the loop ------------------------------------------------------------------------------
+
+    async def run(self, until: float) -> None:
+        loop = self.world.loop
+        while loop.time() < until:
+            await asyncio.sleep(self.rng.expovariate(1 / self.interval))
+            self.restart_due()
+            self.inject()
+
+    def restart_due(self) -> None:
+        now = self.world.loop.time()
+        for member in self.cluster.live():
+            if member.up:
+                continue
+            at = self._restart_at.setdefault(member.name, now + self.rng.uniform(*DOWNTIME))
+            if at <= now:
+                del self._restart_at[member.name]
+                self.cluster.start(member)
+
+    def inject(self) -> None:
+        f, rng = self.faults, self.rng
+        actions = [a for a, on in [
+            (self.kill, f.kills), (self.pause, f.pauses), (self.power_loss, f.power_loss),
+            (self.partition, f.partitions), (self.heal_network, f.partitions or f.lossy_network),
+            (self.lossy, f.lossy_network), (self.slow_snapshots, f.slow_snapshots),
+            (self.slow_disk, f.slow_disk)] if on]
+        if actions:
+            rng.choice(actions)()
+
+    def _victim(self) -> SimMember | None:
+        leader = self.cluster.leader()
+        if leader is not None and self.rng.random() < 0.5:
+            return leader
+        up = [m for m in self.cluster.live() if m.up]
+        return self.rng.choice(up) if up else None
+
+    def kill(self) -> None:
+        victim = self._victim()
+        if victim is not None:
+            victim.kill("injected")
+
+    def power_loss(self) -> None:
+        victim = self._victim()
+        if victim is not None:
+            victim.power_loss()
+
+    def pause(self) -> None:
+        victim = self._victim()
+        if victim is None or victim.process.state is not State.RUNNING:
+            return
+        victim.pause()
+        process = victim.process
+        self.world.loop.call_later(self.rng.uniform(*PAUSE),
+                                   lambda: victim.resume() if victim.process is process else None)
+
+    def partition(self) -> None:
+        rng = self.rng
+        hosts = [m.name for m in self.cluster.live()]
+        net = self.world.network
+        leader = self.cluster.leader()
+        if leader is not None and rng.random() < 0.5:
+            # the leader and a minority on one side; maybe only one direction is cut
+            side = {leader.name, *rng.sample(hosts, rng.randint(0, (len(hosts) - 1) // 2))}
+            one_way = rng.random() < 0.3
+            for a in side:
+                for b in hosts:
+                    if b not in side:
+                        net.blocked.add((a, b))
+                        if not one_way:
+                            net.blocked.add((b, a))
+        else:
+            for a in hosts:
+                for b in hosts:
+                    if a != b and rng.random() < 0.3:
+                        net.blocked.add((a, b))
+        self.world.trace(f"partition: blocked {sorted(net.blocked)}")
+
+    def heal_network(self) -> None:
+        self.world.network.heal()
+        self.world.trace("network healed")
+
+    def lossy(self) -> None:
+        net, rng = self.world.network, self.rng
+        net.drop = rng.choice([0.0, 0.0, 0.02, 0.1, 0.3])
+        net.dup = rng.choice([0.0, 0.05, 0.2])
+        net.long_delay = rng.choice([0.0, 0.01, 0.05])
+        net.reorder = rng.random() < 0.5
+        self.world.trace(f"network: drop={net.drop} dup={net.dup} long_delay={net.long_delay} reorder={net.reorder}")
+
+    def slow_snapshots(self) -> None:
+        net = self.world.network
+        net.slow_snapshots = self.rng.choice([0.0, 0.3, 0.8])
+        self.world.trace(f"network: slow snapshot streams {net.slow_snapshots}")
+
+    def slow_disk(self) -> None:
+        up = [m for m in self.cluster.live() if m.up]
+        if not up:
+            return
+        name = self.rng.choice(up).process.name
+        slow = self.world.slow_disk
+        slow.add(name)
+        self.world.trace(f"slow disk on {name}")
+        self.world.loop.call_later(self.rng.uniform(*SLOW_DISK), slow.discard, name)
+
+    def heal(self) -> None:
+        """No more faults: the network heals, paused members resume, disks are fast again."""
+        self.active = False
+        self.heal_network()
+        self.world.slow_disk.clear()
+        for member in self.cluster.live():
+            if member.up:
+                member.resume()

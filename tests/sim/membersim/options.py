@@ -1,0 +1,71 @@
+"""The knobs of a whole-member simulation run, and the switches that turn fault kinds off.
+
+A switch exists so that a fault kind whose findings are already written down (FINDINGS.md)
+can be excluded while the other seeds keep running: ``Options(faults=Faults(power_loss=False))``,
+or ``--without power_loss`` on the runner.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+
+@dataclass(frozen=True)
+class Faults:
+    kills: bool = True            # SIGKILL a member (the leader half of the time), restart it later
+    pauses: bool = True           # SIGSTOP a member past the election timeout, then SIGCONT
+    partitions: bool = True       # asymmetric partitions, the leader cut off with a minority
+    lossy_network: bool = True    # drops, duplicates, reordering, delays past the election timeout
+    slow_snapshots: bool = True   # snapshot streams that take seconds (stale ones finish last)
+    disk_crashes: bool = True     # the process dies before/after a chosen I/O step
+    torn_writes: bool = True      # a write reaches the file only in part, then the process dies
+    io_errors: bool = True        # EIO / ENOSPC at a chosen I/O step
+    power_loss: bool = True       # the machine loses what was not synced
+    slow_disk: bool = True        # a member's disk calls take tens to hundreds of milliseconds
+    membership: bool = True       # member add (learner or voter) / remove / promote
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def without(self, *names: str) -> Faults:
+        unknown = set(names) - set(self.names())
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {self.names()}")
+        return replace(self, **{name: False for name in names})
+
+    @classmethod
+    def none(cls) -> Faults:
+        return cls().without(*cls.names())
+
+
+@dataclass(frozen=True)
+class Options:
+    duration: float = 12.0        # virtual seconds of workload and faults
+    min_members: int = 1
+    max_members: int = 5          # founders at most; the operator adds up to this many
+    clients: int = 3
+    think: float = 0.03           # mean pause between a client's calls, seconds
+    fault_interval: float = 0.6   # mean time between two injected faults
+    reconfig_interval: float = 2.0
+    heartbeat_ms: int = 50
+    election_ms: int = 500
+    snapshot_count: int = 30
+    snapshot_catchup_entries: int = 10
+    converge_timeout: float = 60.0
+    faults: Faults = field(default_factory=Faults)
+    verbose: bool = False
+
+    def member_flags(self) -> dict:
+        return {"heartbeat-interval": self.heartbeat_ms, "election-timeout": self.election_ms,
+                "snapshot-count": self.snapshot_count,
+                "experimental-snapshot-catchup-entries": self.snapshot_catchup_entries}
+
+    @property
+    def request_timeout(self) -> float:
+        """The member's own (etcd's: 5 s plus two election timeouts)."""
+        return 5 + 2 * self.election_ms / 1000
+
+    @property
+    def client_timeout(self) -> float:
+        """Long enough for a timed-out write to be settled by its fence, and an answer to travel."""
+        return 2 * self.request_timeout + 2

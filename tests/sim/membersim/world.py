@@ -1,0 +1,70 @@
+"""What the pieces of one simulated run share: the loop, the network, the trace, the seed.
+
+Randomness comes in named streams derived from the seed (``rng_for("net")``, one per disk, one
+per process...), so a change in how often one component draws does not reshuffle the others.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from typing import TYPE_CHECKING
+
+from membersim.network import Network
+from membersim.process import CURRENT, ProcessKilled
+from membersim.recorder import Recorder
+from membersim.trace import Trace, TraceLogHandler
+from membersim.vloop import VirtualTimeLoop
+
+if TYPE_CHECKING:
+    from membersim.member import Stop
+    from membersim.process import Process
+
+DISK_DELAY = (0.0001, 0.002)      # seconds of one blocking disk call (fsync included)
+SLOW_DISK_DELAY = (0.02, 0.3)
+
+
+class World:
+    def __init__(self, seed: int, run_dir: str, member_flags: dict, *, verbose: bool = False) -> None:
+        self.seed = seed
+        self.run_dir = run_dir
+        self.member_flags = member_flags
+        self._disk_rng = self.rng_for("disk-delay")
+        self.slow_disk: set[str] = set()  # names of processes whose disk is slow now
+        self.loop = VirtualTimeLoop(self._disk_delay)
+        self.loop.set_exception_handler(self._loop_exception)
+        self.trace = Trace(self.loop, verbose)
+        self.network = Network(self.loop, self.rng_for("net"), self.trace)
+        self.recorder = Recorder(self.trace)
+        self.stops: list[Stop] = []
+        self.processes: list[Process] = []  # every process of the run, for the teardown
+        self.closing = False
+        self._log_handler = TraceLogHandler(self.trace)
+        self._log_handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+    def rng_for(self, stream: str) -> random.Random:
+        return random.Random(f"{self.seed}/{stream}")
+
+    def _disk_delay(self, process) -> float:
+        slow = process is not None and process.name in self.slow_disk
+        return self._disk_rng.uniform(*(SLOW_DISK_DELAY if slow else DISK_DELAY))
+
+    def _loop_exception(self, loop, context: dict) -> None:
+        exc = context.get("exception")
+        if self.closing or isinstance(exc, ProcessKilled):
+            return
+        process = CURRENT.get()
+        if process is not None and not process.alive:
+            return
+        self.trace.error(context.get("message", "loop error"), exc)
+
+    def __enter__(self) -> World:
+        logger = logging.getLogger("pyetcd")
+        logger.addHandler(self._log_handler)
+        self._old_level = logger.level
+        logger.setLevel(self._log_handler.level)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logger = logging.getLogger("pyetcd")
+        logger.removeHandler(self._log_handler)
+        logger.setLevel(self._old_level)
