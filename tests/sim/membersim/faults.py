@@ -138,6 +138,7 @@ class FaultInjector:
         net.dup = rng.choice([0.0, 0.05, 0.2])
         net.long_delay = rng.choice([0.0, 0.01, 0.05])
         net.reorder = rng.random() < 0.5
+        net.duplicate_proposals = self.faults.duplicate_proposals
         self.world.trace(f"network: drop={net.drop} dup={net.dup} long_delay={net.long_delay} reorder={net.reorder}")
 
     def slow_snapshots(self) -> None:

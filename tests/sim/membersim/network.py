@@ -5,7 +5,8 @@ URLs (SimTransport, transport.py) and serve their client URLs. Faults, set by th
 injector at any time:
 
 - ``blocked``: directed host pairs whose traffic is lost (asymmetric partitions);
-- ``drop`` / ``dup``: the chance a peer message is lost / delivered twice;
+- ``drop`` / ``dup``: the chance a peer message is lost / delivered twice (a forwarded
+  proposal, MsgProp, only if ``duplicate_proposals``: see FINDINGS.md, F1);
 - ``long_delay``: the chance a message or snapshot stream takes seconds (well past the election
   timeout), so stale messages and streams from deposed leaders arrive late;
 - ``slow_snapshots``: the chance a snapshot stream takes seconds (a stale one finishes last);
@@ -61,6 +62,7 @@ class Network:
         self.long_delay = 0.0
         self.slow_snapshots = 0.0
         self.reorder = False
+        self.duplicate_proposals = False
         self.stats: collections.Counter[str] = collections.Counter()  # snapshot streams, by outcome
         self.serial = itertools.count(1)  # names unique in the run (spooled snapshot files)
         self.listeners: dict[str, object] = {}       # peer URL -> SimTransport
@@ -92,16 +94,18 @@ class Network:
 
     # ---- peer messages -------------------------------------------------------------------------
 
-    def transmit(self, src_host: str, url: str, arrive: Callable[[], None]) -> bool:
+    def transmit(self, src_host: str, url: str, arrive: Callable[[], None],
+                 duplicable: Callable[[], bool] = lambda: True) -> bool:
         """Put one message on the wire to url; ``arrive()`` runs when (and each time) it gets there.
-        False when it cannot even leave (nobody listens there, or the link is down)."""
+        False when it cannot even leave (nobody listens there, or the link is down).
+        ``duplicable()`` is asked before a duplicate is made."""
         dst_host = host_of(url)
         if url not in self.listeners or not self.link_up(src_host, dst_host):
             return False
         rng = self.rng
         if self.drop and rng.random() < self.drop:
             return True
-        copies = 2 if self.dup and rng.random() < self.dup else 1
+        copies = 2 if self.dup and rng.random() < self.dup and duplicable() else 1
         for _ in range(copies):
             at = self.loop.time() + self.delay()
             if not self.reorder:

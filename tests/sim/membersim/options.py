@@ -15,6 +15,7 @@ class Faults:
     pauses: bool = True           # SIGSTOP a member past the election timeout, then SIGCONT
     partitions: bool = True       # asymmetric partitions, the leader cut off with a minority
     lossy_network: bool = True    # drops, duplicates, reordering, delays past the election timeout
+    duplicate_proposals: bool = False  # lossy_network duplicates forwarded proposals too (FINDINGS.md F1)
     slow_snapshots: bool = True   # snapshot streams that take seconds (stale ones finish last)
     disk_crashes: bool = True     # the process dies before/after a chosen I/O step
     torn_writes: bool = True      # a write reaches the file only in part, then the process dies
@@ -27,11 +28,19 @@ class Faults:
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
 
+    def with_(self, *names: str) -> Faults:
+        self._check(names)
+        return replace(self, **{name: True for name in names})
+
     def without(self, *names: str) -> Faults:
-        unknown = set(names) - set(self.names())
-        if unknown:
-            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {self.names()}")
+        self._check(names)
         return replace(self, **{name: False for name in names})
+
+    @classmethod
+    def _check(cls, names) -> None:
+        unknown = set(names) - set(cls.names())
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {cls.names()}")
 
     @classmethod
     def none(cls) -> Faults:

@@ -16,6 +16,7 @@ import os
 from typing import Callable
 
 from pyetcd.fileutil import FileSystem, write_all
+from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.transport import Rejection, Status, TransportOptions
 
 from membersim.network import LONG_SNAPSHOT_DELAY, SNAPSHOT_DELAY, CallLost, Network, host_of
@@ -98,7 +99,8 @@ class SimTransport:
             return
         url = self._reachable_url(urls)
         sent = url is not None and self.network.transmit(
-            self.host, url, lambda: self._arrive(url, peer_id, data))
+            self.host, url, lambda: self._arrive(url, peer_id, data),
+            lambda: self.network.duplicate_proposals or not _is_proposal(data))
         if not sent:
             self._report_unreachable(peer_id)
 
@@ -214,6 +216,10 @@ class SimTransport:
 
     def active_since(self, peer_id: int) -> float | None:
         return self.network.loop.time() if self.is_active(peer_id) else None
+
+
+def _is_proposal(data: bytes) -> bool:
+    return raft_pb2.Message.FromString(data).type == raft_pb2.MsgProp
 
 
 async def _read_source(source) -> bytes:
