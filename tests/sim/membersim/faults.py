@@ -20,6 +20,8 @@ from membersim.simfs import ANY, FAILABLE, DiskFault, FaultKind
 DOWNTIME = (0.1, 3.0)
 PAUSE = (0.2, 3.0)
 SLOW_DISK = (0.5, 4.0)
+NETWORK_FAULT = (0.5, 5.0)  # how long a partition or a lossy spell lasts (unless replaced sooner)
+INTENSITY = [0.5, 1, 1, 2, 4]  # per seed, times the mean interval between faults
 # (operation, the highest occurrence to pick): how far into a process's life a disk fault lands
 CRASH_POINTS = [(ANY, 600), ("fdatasync", 60), ("fsync", 20), ("write", 150), ("rename", 6),
                 ("fsync_dir", 10), ("unlink", 10), ("open", 30), ("pwrite", 10)]
@@ -32,7 +34,7 @@ class FaultInjector:
         self.world = cluster.world
         self.rng = rng
         self.faults = faults
-        self.interval = interval
+        self.interval = interval * rng.choice(INTENSITY)
         self.active = True
         self._restart_at: dict[str, float] = {}
 
@@ -103,14 +105,13 @@ class FaultInjector:
             return
         victim.pause()
         process = victim.process
-        self.world.loop.call_later(self.rng.uniform(*PAUSE),
-                                   lambda: victim.resume() if victim.process is process else None)
+        self._later(PAUSE, lambda: victim.resume() if victim.process is process else None)
 
     def partition(self) -> None:
         rng = self.rng
         hosts = [m.name for m in self.cluster.live()]
-        net = self.world.network
         leader = self.cluster.leader()
+        blocked = set()
         if leader is not None and rng.random() < 0.5:
             # the leader and a minority on one side; maybe only one direction is cut
             side = {leader.name, *rng.sample(hosts, rng.randint(0, (len(hosts) - 1) // 2))}
@@ -118,15 +119,18 @@ class FaultInjector:
             for a in side:
                 for b in hosts:
                     if b not in side:
-                        net.blocked.add((a, b))
+                        blocked.add((a, b))
                         if not one_way:
-                            net.blocked.add((b, a))
+                            blocked.add((b, a))
         else:
-            for a in hosts:
-                for b in hosts:
-                    if a != b and rng.random() < 0.3:
-                        net.blocked.add((a, b))
-        self.world.trace(f"partition: blocked {sorted(net.blocked)}")
+            blocked = {(a, b) for a in hosts for b in hosts if a != b and rng.random() < 0.3}
+        net = self.world.network
+        net.blocked = blocked
+        self.world.trace(f"partition: blocked {sorted(blocked)}")
+        self._later(NETWORK_FAULT, lambda: net.blocked is blocked and self.heal_network())
+
+    def _later(self, span: tuple[float, float], action) -> None:
+        self.world.loop.call_later(self.rng.uniform(*span), action)
 
     def heal_network(self) -> None:
         self.world.network.heal()
@@ -140,6 +144,14 @@ class FaultInjector:
         net.reorder = rng.random() < 0.5
         net.duplicate_proposals = self.faults.duplicate_proposals
         self.world.trace(f"network: drop={net.drop} dup={net.dup} long_delay={net.long_delay} reorder={net.reorder}")
+        spell = (net.drop, net.dup, net.long_delay)
+        self._later(NETWORK_FAULT, lambda: (net.drop, net.dup, net.long_delay) == spell and self._reliable())
+
+    def _reliable(self) -> None:
+        net = self.world.network
+        net.drop = net.dup = net.long_delay = 0.0
+        net.reorder = False
+        self.world.trace("network: reliable again")
 
     def slow_snapshots(self) -> None:
         net = self.world.network
@@ -154,7 +166,7 @@ class FaultInjector:
         slow = self.world.slow_disk
         slow.add(name)
         self.world.trace(f"slow disk on {name}")
-        self.world.loop.call_later(self.rng.uniform(*SLOW_DISK), slow.discard, name)
+        self._later(SLOW_DISK, lambda: slow.discard(name))
 
     def heal(self) -> None:
         """No more faults: the network heals, paused members resume, disks are fast again."""

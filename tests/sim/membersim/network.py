@@ -126,9 +126,9 @@ class Network:
             raise CallLost(f"{dst_host}: connection reset")
         task = self.loop.create_task(call(), context=process.context)
         task.add_done_callback(_retrieve)
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        if not done:
-            raise CallLost(f"{dst_host}: no answer within {timeout:g}s")
+        done, _ = await asyncio.wait({task, process.death()}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if task not in done:
+            raise CallLost(f"{dst_host}: {'connection reset' if done else f'no answer within {timeout:g}s'}")
         await asyncio.sleep(self.delay())
         exc = None if task.cancelled() else task.exception()
         if task.cancelled() or isinstance(exc, ProcessKilled) or not self.link_up(dst_host, src_host):

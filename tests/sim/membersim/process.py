@@ -47,6 +47,7 @@ class Process:
         self._tasks: list[asyncio.Task] = []
         self._deferred: list[events.Handle] = []
         self._on_kill: list[Callable[[], None]] = []
+        self._death: asyncio.Future | None = None
 
     def __repr__(self) -> str:
         return f"<Process {self.name} {self.state.value}>"
@@ -70,6 +71,14 @@ class Process:
         """Run ``hook`` when the process dies (what the kernel does at exit: close files, sockets)."""
         self._on_kill.append(hook)
 
+    def death(self) -> asyncio.Future:
+        """Resolved when the process dies (a caller's connection to it breaks then)."""
+        if self._death is None:
+            self._death = asyncio.get_running_loop().create_future()
+            if self.state is State.DEAD:
+                self._death.set_result(None)
+        return self._death
+
     def pause(self) -> None:
         if self.state is State.RUNNING:
             self.state = State.PAUSED
@@ -92,6 +101,8 @@ class Process:
         hooks, self._on_kill = self._on_kill, []
         for hook in hooks:
             hook()
+        if self._death is not None:
+            self._death.set_result(None)
 
     def dispose(self) -> None:
         """At the end of the simulation: close the frozen coroutines, quietly."""
