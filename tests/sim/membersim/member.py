@@ -108,7 +108,7 @@ class SimMember:
         self.runs += 1
         process = Process(f"{self.name}.{self.runs}")
         fs = SimFileSystem(self.disk, process, faults, volume_of=self.volume_of, rng=world.rng_for(process.name),
-                           crash=lambda reason: self.kill(reason, process), trace=world.trace)
+                           crash=lambda reason: self.kill(reason, process, from_inside=True), trace=world.trace)
         platform = member_platform(world.network, process, fs, self.name, self.temp_dir,
                                    random.Random(world.rng_for(f"platform-{process.name}").getrandbits(64)),
                                    lambda message, exc=None: self._fatal(process, message, exc))
@@ -117,7 +117,7 @@ class SimMember:
         server = EtcdServer(cfg, platform)
         self.process, self.server, self.fs, self.started = process, server, fs, False
         world.processes.append(process)
-        process.at_kill(lambda: self._closed(process, server))
+        process.at_kill(lambda: self._closed(process))
         world.recorder.watch(self.name, process, server)
         world.trace(f"start {process.name} faults={[str(f) for f in faults]}", process.name)
         task = world.loop.create_task(server.start(), context=process.context)
@@ -148,23 +148,23 @@ class SimMember:
         fs = self.fs if process is self.process else None
         injected = caused_by_injection(exc) or (fs is not None and fs.injected_error is not None)
         self.world.stops.append(Stop(self.world.loop.time(), process.name, "fatal", message, exc, injected))
-        self.kill(f"fatal: {message}", process)
+        self.kill(f"fatal: {message}", process, from_inside=True)
         raise ProcessKilled(message)
 
-    def kill(self, reason: str, process: Process | None = None) -> None:
+    def kill(self, reason: str, process: Process | None = None, *, from_inside: bool = False) -> None:
+        """SIGKILL; ``from_inside``: the process's own code is dying (see Process.kill)."""
         process = process or self.process
         if process is None or not process.alive:
             return
         self.world.trace(f"kill ({reason})", process.name)
-        process.kill()
+        process.kill(self.world.loop if from_inside else None)
 
-    def _closed(self, process: Process, server: EtcdServer) -> None:
-        """At the process's death: what the kernel closes (sockets, the database's file)."""
+    def _closed(self, process: Process) -> None:
+        """At the process's death: its client port closes (its files and LMDB environments close
+        through their own kill hooks, see simfs.py and world.py)."""
         ports = self.world.network.client_ports
         if ports.get(self.client_url, (None,))[0] is process:
             del ports[self.client_url]
-        if server.backend is not None:
-            server.backend.close()
 
     def pause(self) -> None:
         if self.up:

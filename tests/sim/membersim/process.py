@@ -92,12 +92,23 @@ class Process:
             if not handle.cancelled():
                 loop._ready.append(handle)  # type: ignore[attr-defined]  # as the loop does with due timers
 
-    def kill(self) -> None:
-        """Die now: nothing of this process runs again."""
+    def kill(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Die now: nothing of this process runs again.
+
+        From inside the process's own code (a disk crash, a fatal stop), pass the loop: the
+        kernel's part (the kill hooks) then runs once the dying code has unwound, since that
+        code may hold locks the hooks take (closing a database waits for its checkpoint).
+        """
         if self.state is State.DEAD:
             return
         self.state = State.DEAD
         self._deferred.clear()
+        if loop is None:
+            self._exit()
+        else:
+            loop.call_soon(self._exit, context=contextvars.Context())
+
+    def _exit(self) -> None:
         hooks, self._on_kill = self._on_kill, []
         for hook in hooks:
             hook()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import random
+
+import lmdb
 from typing import TYPE_CHECKING
 
 from membersim.network import Network
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from membersim.member import Stop
     from membersim.process import Process
 
+_LMDB_OPEN = lmdb.open
 DISK_DELAY = (0.0001, 0.002)      # seconds of one blocking disk call (fsync included)
 SLOW_DISK_DELAY = (0.02, 0.3)
 
@@ -62,9 +65,25 @@ class World:
         logger.addHandler(self._log_handler)
         self._old_level = logger.level
         logger.setLevel(self._log_handler.level)
+        lmdb.open = self._lmdb_open
         return self
 
     def __exit__(self, *exc: object) -> None:
+        lmdb.open = _LMDB_OPEN
         logger = logging.getLogger("pyetcd")
         logger.removeHandler(self._log_handler)
         logger.setLevel(self._old_level)
+
+    @staticmethod
+    def _lmdb_open(*args, **kwargs) -> lmdb.Environment:
+        """lmdb.open, and the environment closes when the process that opened it dies.
+
+        A harness patch, not a seam the member lacks: in one interpreter, nobody else can do
+        what the kernel does at a SIGKILL (the member may die before it even holds the
+        environment, halfway through opening its backend).
+        """
+        env = _LMDB_OPEN(*args, **kwargs)
+        process = CURRENT.get()
+        if process is not None:
+            process.at_kill(env.close)
+        return env
