@@ -1,8 +1,14 @@
-"""Run the Raft simulation over many seeds, or replay one.
+"""Run the simulations over many seeds, or replay one.
 
-    python tests/sim/run.py --seeds 100000 --jobs 2     # seeds 0..99999 on 2 processes
-    python tests/sim/run.py --seed 1234 -v              # replay seed 1234 with a trace
-    make sim SEEDS=100000
+Two suites: ``raft`` (pyetcd.raft alone, simcluster.py) and ``member`` (whole members —
+EtcdServer, WAL, LMDB, snapshots — membersim/).
+
+    python tests/sim/run.py --seeds 100000 --jobs 2           # Raft: seeds 0..99999 on 2 processes
+    python tests/sim/run.py --seed 1234 -v                    # replay Raft seed 1234 with a trace
+    python tests/sim/run.py --member --seeds 2000             # whole members
+    python tests/sim/run.py --member --seed 17 -v             # replay a whole-member seed
+    python tests/sim/run.py --member --without power_loss     # leave a fault kind out
+    make sim SEEDS=100000 MEMBER_SEEDS=2000
 
 Every failure prints its seed and the invariant it broke; the same seed replays it exactly.
 """
@@ -13,59 +19,96 @@ import multiprocessing
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from simcluster import Options, SimFailure, run_seed  # noqa: E402
+import membersim  # noqa: E402
+import simcluster  # noqa: E402
 
 
-def _run_range(args: tuple[int, int, int]) -> list[tuple[int, str]]:
-    start, stop, ticks = args
+@dataclass(frozen=True)
+class Suite:
+    """What to run for one seed: ``member`` picks the whole-member simulation."""
+    member: bool = False
+    ticks: int = simcluster.Options.fault_ticks           # Raft suite: ticks of faults per seed
+    without: tuple[str, ...] = ()                          # member suite: fault kinds left out
+    verbose: bool = False
+
+    @property
+    def chunk(self) -> int:
+        """Seeds per task handed to a worker: a whole-member seed costs what ~50 Raft seeds do."""
+        return 4 if self.member else 200
+
+    def run(self, seed: int) -> None:
+        """Raises the suite's SimFailure if the seed breaks an invariant."""
+        if self.member:
+            membersim.run_seed(seed, membersim.Options(faults=membersim.Faults().without(*self.without),
+                                                       verbose=self.verbose))
+        else:
+            simcluster.run_seed(seed, simcluster.Options(fault_ticks=self.ticks, verbose=self.verbose))
+
+    @property
+    def failure(self) -> tuple[type[Exception], ...]:
+        return (membersim.SimFailure, simcluster.SimFailure)
+
+
+def _run_range(args: tuple[Suite, int, int]) -> list[tuple[int, str]]:
+    suite, start, stop = args
     failures = []
     for seed in range(start, stop):
         try:
-            run_seed(seed, Options(fault_ticks=ticks))
-        except SimFailure as f:
+            suite.run(seed)
+        except suite.failure as f:
             failures.append((seed, str(f)))
     return failures
 
 
-def run_many(start: int, count: int, jobs: int, ticks: int) -> list[tuple[int, str]]:
+def run_many(start: int, count: int, jobs: int, suite: Suite) -> list[tuple[int, str]]:
     """Seeds start..start+count-1, split in chunks over `jobs` processes; returns the failures."""
-    chunk = 200
-    ranges = [(s, min(s + chunk, start + count), ticks) for s in range(start, start + count, chunk)]
+    ranges = [(suite, s, min(s + suite.chunk, start + count)) for s in range(start, start + count, suite.chunk)]
     if jobs <= 1:
-        results = map(_run_range, ranges)
-        return [f for r in results for f in r]
-    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        return [f for r in map(_run_range, ranges) for f in r]
+    with multiprocessing.get_context("fork").Pool(jobs, maxtasksperchild=50) as pool:
         return [f for r in pool.imap_unordered(_run_range, ranges) for f in r]
+
+
+def replay_command(suite: Suite, seed: int) -> str:
+    flags = " --member" + "".join(f" --without {w}" for w in suite.without) if suite.member else ""
+    return f"python tests/sim/run.py{flags} --seed {seed} -v"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--member", action="store_true", help="the whole-member simulation")
     ap.add_argument("--seeds", type=int, default=10000, help="how many seeds to run")
     ap.add_argument("--start", type=int, default=0, help="first seed")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--ticks", type=int, default=Options.fault_ticks, help="ticks of faults per seed")
+    ap.add_argument("--ticks", type=int, default=simcluster.Options.fault_ticks, help="Raft: ticks of faults per seed")
+    ap.add_argument("--without", action="append", default=[], choices=membersim.Faults.names(),
+                    help="member: leave this fault kind out (repeatable)")
     ap.add_argument("--seed", type=int, help="replay this one seed")
     ap.add_argument("-v", "--verbose", action="store_true", help="trace the replayed seed")
     a = ap.parse_args()
+    suite = Suite(member=a.member, ticks=a.ticks, without=tuple(a.without))
     if a.seed is not None:
         try:
-            run_seed(a.seed, Options(fault_ticks=a.ticks, verbose=a.verbose))
-        except SimFailure as f:
+            Suite(suite.member, suite.ticks, suite.without, verbose=a.verbose).run(a.seed)
+        except suite.failure as f:
             print(f"FAIL {f}")
+            if isinstance(f, membersim.SimFailure) and not a.verbose:
+                print(f"trace (last lines; -v for all):\n{f.trace_tail}")
             return 1
         print(f"seed {a.seed}: ok")
         return 0
     t0 = time.monotonic()
-    failures = sorted(run_many(a.start, a.seeds, a.jobs, a.ticks))
+    failures = sorted(run_many(a.start, a.seeds, a.jobs, suite))
     elapsed = time.monotonic() - t0
     for seed, msg in failures:
-        print(f"FAIL {msg}\n  replay: python tests/sim/run.py --seed {seed} -v")
-    print(f"{a.seeds} seeds, {len(failures)} failed, {elapsed:.1f} s, {a.seeds / elapsed:.0f} seeds/s "
-          f"({a.jobs} jobs)")
+        print(f"FAIL {msg}\n  replay: {replay_command(suite, seed)}")
+    print(f"{a.seeds} {'whole-member' if a.member else 'Raft'} seeds, {len(failures)} failed, {elapsed:.1f} s, "
+          f"{a.seeds / elapsed:.1f} seeds/s ({a.jobs} jobs)")
     return 1 if failures else 0
 
 

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from run import run_many
+from run import Suite, run_many
 from simcluster import Options, SimFailure, run_seed
 
 SEEDS = int(os.environ.get("PYETCD_SIM_SEEDS", "5000"))
@@ -29,7 +29,7 @@ def test_replay_seed() -> None:
 
 @pytest.mark.skipif(ONE_SEED is not None, reason="replaying one seed")
 def test_many_seeds() -> None:
-    failures = sorted(run_many(START, SEEDS, min(2, os.cpu_count() or 1), Options.fault_ticks))
+    failures = sorted(run_many(START, SEEDS, min(2, os.cpu_count() or 1), Suite()))
     if failures:
         lines = [f"{msg}\n  replay: PYETCD_SIM_SEED={seed} pytest tests/sim -s" for seed, msg in failures[:10]]
         pytest.fail(f"{len(failures)} of {SEEDS} seeds failed:\n" + "\n".join(lines), pytrace=False)

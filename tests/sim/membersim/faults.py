@@ -41,7 +41,7 @@ class FaultInjector:
     # ---- disk fault plans ----------------------------------------------------------------------
 
     def disk_faults(self, member: SimMember) -> list[DiskFault]:
-        if not self.active:
+        if not self.active or not self._may_hit(member) or (member.runs == 0 and not self.faults.first_start_crashes):
             return []
         rng, f, plan = self.rng, self.faults, []
         if f.disk_crashes and rng.random() < P_CRASH_PLAN:
@@ -82,11 +82,17 @@ class FaultInjector:
         if actions:
             rng.choice(actions)()
 
+    def _may_hit(self, member: SimMember) -> bool:
+        """Whether the switches allow faults that end or restart this member's process now."""
+        joining = member.cluster_flags.get("initial-cluster-state") == "existing" and \
+            member.name not in self.world.recorder.last_applied
+        return self.faults.restart_joining or not joining
+
     def _victim(self) -> SimMember | None:
         leader = self.cluster.leader()
         if leader is not None and self.rng.random() < 0.5:
             return leader
-        up = [m for m in self.cluster.live() if m.up]
+        up = [m for m in self.cluster.live() if m.up and self._may_hit(m)]
         return self.rng.choice(up) if up else None
 
     def kill(self) -> None:

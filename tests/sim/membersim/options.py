@@ -23,6 +23,8 @@ class Faults:
     power_loss: bool = True       # the machine loses what was not synced
     slow_disk: bool = True        # a member's disk calls take tens to hundreds of milliseconds
     membership: bool = True       # member add (learner or voter) / remove / promote
+    first_start_crashes: bool = True  # disk faults in a member's very first process (FINDINGS.md F2)
+    restart_joining: bool = True  # process and disk faults on an added member before it applied anything (F3)
 
     @classmethod
     def names(cls) -> list[str]:

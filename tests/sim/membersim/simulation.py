@@ -100,10 +100,19 @@ class Simulation:
                 elif await self._all_applied(leader, in_cluster):
                     return in_cluster
             await asyncio.sleep(POLL)
-        states = {m.name: (m.process.state.value if m.process else "never started", m.started, m.removed)
-                  for m in cluster.members.values()}
-        return Finding("liveness", f"no convergence {self.options.converge_timeout:g}s after healing: {states}",
-                       loop.time())
+        states = [await self._describe(m) for m in cluster.members.values()]
+        return Finding("liveness", f"no convergence {self.options.converge_timeout:g}s after healing: "
+                       + "; ".join(states), loop.time())
+
+    @staticmethod
+    async def _describe(member) -> str:
+        if member.removed:
+            return f"{member.name} removed"
+        if not member.serving:
+            return f"{member.name} {member.process.state.value if member.process else 'never started'}"
+        s = await member.server.status(rpc_pb2.StatusRequest())
+        return (f"{member.name} {member.server.member_id:x} leader={s.leader:x} term={s.raftTerm} "
+                f"commit={s.raftIndex} applied={s.raftAppliedIndex} learner={s.isLearner}")
 
     async def _members_in_cluster(self) -> list | None:
         leader = self.cluster.leader()
