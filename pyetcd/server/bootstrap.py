@@ -50,8 +50,20 @@ class Boot:
     peers: list[rpc_pb2.Member] = field(default_factory=list)
 
 
-def wal_metadata(local_id: int, cid: int) -> bytes:
-    return local_id.to_bytes(8, "big") + cid.to_bytes(8, "big")
+def wal_metadata(local_id: int, cid: int, peers: list[rpc_pb2.Member] = ()) -> bytes:
+    """The WAL's metadata: member and cluster IDs, and for a member that joined an existing
+    cluster the members it learnt then (until its first snapshot they are all it knows)."""
+    joined = rpc_pb2.MemberListResponse(members=peers).SerializeToString() if peers else b""
+    return local_id.to_bytes(8, "big") + cid.to_bytes(8, "big") + joined
+
+
+def parse_wal_metadata(metadata: bytes) -> tuple[int, int, list[rpc_pb2.Member]]:
+    peers = list(rpc_pb2.MemberListResponse.FromString(metadata[16:]).members) if len(metadata) > 16 else []
+    return int.from_bytes(metadata[:8], "big"), int.from_bytes(metadata[8:16], "big"), peers
+
+
+class _NeverStarted(Exception):
+    """A founder's WAL without its boot snapshot: the first start died before it was written."""
 
 
 def check_peer_urls(urls) -> list[str]:
@@ -79,7 +91,11 @@ async def bootstrap(cfg: ServerConfig, platform: Platform) -> Boot:
     fs = platform.fs
     fs.makedirs(cfg.snap_dir)
     if WAL.exists(cfg.wal_dir, fs=fs):
-        return _restart(cfg, fs)
+        try:
+            return _restart(cfg, fs)
+        except _NeverStarted:
+            log(logger, logging.WARNING, "the member's first start did not finish: starting it again")
+            fs.rmtree(cfg.wal_dir)
     # Without a WAL the member never started: a backend left from an interrupted first start
     # holds nothing that counts.
     if fs.exists(cfg.backend_path):
@@ -105,7 +121,9 @@ def _restart(cfg: ServerConfig, fs: FileSystem) -> Boot:
 
 def _resume(cfg: ServerConfig, fs: FileSystem, wal: WAL) -> Boot:
     metadata, hardstate, entries, marker = wal.read_all()
-    local_id, cid = int.from_bytes(metadata[:8], "big"), int.from_bytes(metadata[8:16], "big")
+    local_id, cid, joined = parse_wal_metadata(metadata)
+    if marker is None and not joined:
+        raise _NeverStarted  # (a founder writes its boot snapshot before it does anything else)
     snap_index, snap_term = (marker.index, marker.term) if marker is not None else (0, 0)
     if snapshot.finish_install(fs, cfg.snap_dir, cfg.backend_path, snap_index, snap_term):
         log(logger, logging.INFO, "finished installing the snapshot received before the restart",
@@ -142,7 +160,8 @@ def _resume(cfg: ServerConfig, fs: FileSystem, wal: WAL) -> Boot:
     except BaseException:
         backend.close()
         raise
-    return Boot(local_id, cid, wal, storage, backend)
+    # A member that joined knows the others from its WAL until its first snapshot brings them.
+    return Boot(local_id, cid, wal, storage, backend, peers=[] if membership.members else joined)
 def _found(cfg: ServerConfig, backend: Backend, fs: FileSystem) -> Boot:
     token = cfg["initial-cluster-token"]
     founders = cfg.initial_cluster()
@@ -181,5 +200,6 @@ async def _join(cfg: ServerConfig, backend: Backend, platform: Platform) -> Boot
     if local is None:
         raise ConfigError(f"no member of cluster {cid:x} has the peer URLs "
                           f"{','.join(sorted(mine))}: add it first with `etcdctl member add`")
-    wal = WAL.create(cfg.wal_dir, wal_metadata(local.ID, cid), fs=platform.fs)
-    return Boot(local.ID, cid, wal, MemoryStorage(), backend, peers=[m for m in members if m.ID != local.ID])
+    peers = [m for m in members if m.ID != local.ID]
+    wal = WAL.create(cfg.wal_dir, wal_metadata(local.ID, cid, peers), fs=platform.fs)
+    return Boot(local.ID, cid, wal, MemoryStorage(), backend, peers=peers)

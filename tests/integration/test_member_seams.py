@@ -12,9 +12,10 @@ import pytest
 from pyetcd import errors
 from pyetcd.proto.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd.proto.raftpb import raft_pb2
-from pyetcd.server import snapshot
+from pyetcd.server import bootstrap, snapshot
 from pyetcd.server.config import ConfigError, ServerConfig
 from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.server.platform import Platform
 from pyetcd.storage.backend import Backend
 from pyetcd.wal import WAL
 from servers import free_port
@@ -207,3 +208,33 @@ async def test_restart_finishes_an_interrupted_snapshot_install(tmp_path):
         assert not os.path.exists(stash)
     finally:
         await restarted.stop()
+
+
+async def test_a_founder_whose_first_start_died_before_its_boot_snapshot_starts_again(tmp_path):
+    """Found by the whole-member simulation (F2): a crash between the WAL's creation and its
+    boot snapshot marker left a member that refused every restart."""
+    cfg = config(str(tmp_path / "m"))
+    os.makedirs(cfg.snap_dir)
+    WAL.create(cfg.wal_dir, bootstrap.wal_metadata(123, 456)).close()
+    server = await leader(cfg)
+    try:
+        assert await put(server, b"k") == 2
+    finally:
+        await server.stop()
+
+
+async def test_a_joined_member_restarted_before_its_first_snapshot_still_knows_the_others(tmp_path):
+    """Found by the whole-member simulation (F3): it knew its peers only from fetch_cluster, so
+    after a restart it could not answer the leader and never got its snapshot."""
+    cfg = config(str(tmp_path / "m"))
+    os.makedirs(cfg.snap_dir)
+    others = [rpc_pb2.Member(ID=7, name="a", peerURLs=["http://127.0.0.1:1"])]
+    with WAL.create(cfg.wal_dir, bootstrap.wal_metadata(9, 456, others)) as wal:
+        wal.save(raft_pb2.HardState(term=3, vote=7), [])
+    boot = await bootstrap.bootstrap(cfg, Platform())
+    try:
+        assert (boot.member_id, boot.cluster_id, boot.peers) == (9, 456, others)
+        assert boot.storage.hard_state.vote == 7  # its vote is kept
+    finally:
+        boot.wal.close()
+        boot.backend.close()
