@@ -55,6 +55,7 @@ class Disk:
         self.volatile_dirs = [os.path.abspath(d) for d in volatile_dirs]
         self.rng = rng
         self.boots = 0
+        self._keep_dirs = False
         self._nodes: dict[int, FileNode] = {}
         self._durable: dict[str, Listing] = {}
         self._next_keep = 0
@@ -118,11 +119,15 @@ class Disk:
             for name in files:
                 self.synced(self._durable[os.path.abspath(dirpath)][name])
 
-    def power_loss(self) -> None:
+    def power_loss(self, lose_unsynced_dirs: bool = True) -> None:
+        """``lose_unsynced_dirs=False``: directories that exist now survive even if their entry
+        was never synced (a relaxation, see FINDINGS.md F4); their files follow the rules."""
+        self._keep_dirs = not lose_unsynced_dirs
+        self._survived: dict[int, bytes] = {}   # id(node) -> what survived of that inode
         image = self._image(self.root)
         for name in os.listdir(self.root):
             _remove(os.path.join(self.root, name))
-        _write_image(self.root, image)
+        _write_image(self.root, image, {})
         for path in self.volatile_dirs:
             if os.path.isdir(path):
                 for name in os.listdir(path):
@@ -131,14 +136,21 @@ class Disk:
         self.baseline()
 
     def _image(self, path: str) -> dict:
-        """The tree under path as the reboot finds it: name -> bytes (a file) or dict (a directory)."""
+        """The tree under path as the reboot finds it: name -> (node, bytes) for a file, dict for
+        a directory."""
         image: dict = {}
-        for name, node in sorted(self._durable.get(path, {}).items()):
+        listing = dict(self._durable.get(path, {}))
+        if self._keep_dirs and os.path.isdir(path):
+            listing.update((name, DIRECTORY) for name in os.listdir(path)
+                           if os.path.isdir(os.path.join(path, name)) and name not in listing)
+        for name, node in sorted(listing.items()):
             full = os.path.join(path, name)
             if node is DIRECTORY:
                 image[name] = self._image(full)
             else:
-                image[name] = after_power_loss(node.synced or b"", node.current(), self.rng)
+                if id(node) not in self._survived:  # one inode, one fate, whatever names it has
+                    self._survived[id(node)] = after_power_loss(node.synced or b"", node.current(), self.rng)
+                image[name] = (node, self._survived[id(node)])
         return image
 
 
@@ -170,12 +182,18 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
-def _write_image(path: str, image: dict) -> None:
+def _write_image(path: str, image: dict, written: dict[int, str]) -> None:
+    """Write the tree; names of one inode become hard links of one file again."""
     for name, content in image.items():
         full = os.path.join(path, name)
         if isinstance(content, dict):
             os.mkdir(full)
-            _write_image(full, content)
-        else:
-            with open(full, "wb") as f:
-                f.write(content)
+            _write_image(full, content, written)
+            continue
+        node, data = content
+        if id(node) in written:
+            os.link(written[id(node)], full)
+            continue
+        with open(full, "wb") as f:
+            f.write(data)
+        written[id(node)] = full

@@ -103,7 +103,7 @@ class FaultInjector:
     def power_loss(self) -> None:
         victim = self._victim()
         if victim is not None:
-            victim.power_loss()
+            victim.power_loss(self.faults.lose_unsynced_dirs)
 
     def pause(self) -> None:
         victim = self._victim()

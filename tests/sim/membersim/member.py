@@ -176,7 +176,7 @@ class SimMember:
             self.world.trace("resume", self.process.name)
             self.process.resume(self.world.loop)
 
-    def power_loss(self) -> None:
+    def power_loss(self, lose_unsynced_dirs: bool = True) -> None:
         self.kill("power loss")
         self.world.trace("power loss: unsynced data lost", self.name)
-        self.disk.power_loss()
+        self.disk.power_loss(lose_unsynced_dirs)

@@ -21,6 +21,7 @@ class Faults:
     torn_writes: bool = True      # a write reaches the file only in part, then the process dies
     io_errors: bool = True        # EIO / ENOSPC at a chosen I/O step
     power_loss: bool = True       # the machine loses what was not synced
+    lose_unsynced_dirs: bool = True  # ... directories whose entry was never synced too (F4)
     slow_disk: bool = True        # a member's disk calls take tens to hundreds of milliseconds
     membership: bool = True       # member add (learner or voter) / remove / promote
     first_start_crashes: bool = True  # disk faults in a member's very first process (FINDINGS.md F2)
