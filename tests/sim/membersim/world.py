@@ -35,7 +35,7 @@ class World:
         self.slow_disk: set[str] = set()  # names of processes whose disk is slow now
         self.loop = VirtualTimeLoop(self._disk_delay)
         self.loop.set_exception_handler(self._loop_exception)
-        self.trace = Trace(self.loop, verbose)
+        self.trace = Trace(self.loop, run_dir, verbose)
         self.network = Network(self.loop, self.rng_for("net"), self.trace)
         self.recorder = Recorder(self.trace)
         self.stops: list[Stop] = []
