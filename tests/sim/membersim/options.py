@@ -58,8 +58,6 @@ class Faults:
 # Fault kinds left out by default because they keep finding what FINDINGS.md already reports;
 # remove a name once its finding is fixed (``--with NAME`` runs it meanwhile).
 OPEN_FINDINGS = (
-    "first_start_crashes",   # F2
-    "restart_joining",       # F3
     "lose_unsynced_dirs",    # F4
     "power_loss",            # F5, F6, F7
 )
