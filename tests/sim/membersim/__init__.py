@@ -1,4 +1,68 @@
-"""Whole-member deterministic simulation (the full design is written below once in place)."""
+"""Whole-member deterministic simulation: real etcd members, a simulated world, one seed.
+
+One to five real members — ``EtcdServer`` with its RaftNode, WAL, LMDB backend, apply, snapshot
+send and install, membership — run unchanged in one process, on one asyncio loop whose clock
+is virtual. What the member takes from the world comes through its seams, and the simulation
+stands in for each: ``pyetcd.server.platform.Platform`` (fs, rng, wall clock, the peer
+transport, ``fetch_cluster``, ``call_member``, ``fatal``) and the event loop itself (time,
+``asyncio.to_thread``). Everything random is drawn from streams derived from the seed, so a
+seed replays exactly: ``PYETCD_SIM_SEED=N pytest tests/sim/test_member_sim.py -s`` or
+``python tests/sim/run.py --member --seed N -v`` (the trace of the whole run as it goes).
+
+The pieces, one module each:
+
+  vloop.py       the virtual-time event loop: jumps to the next timer when idle; runs blocking
+                 work (``to_thread``) inline after a seeded disk delay; tags every callback with
+                 its process
+  process.py     a simulated OS process (one run of a member): SIGKILL freezes its tasks and
+                 drops its callbacks (no ``finally`` of it runs), SIGSTOP/SIGCONT defer them
+  network.py     hosts, links, partitions (asymmetric), drops, duplicates, reordering, delays
+                 past the election timeout, calls into another process
+  transport.py   PeerTransport's interface over that network, snapshot streams included (a slow
+                 stale stream can finish after a newer one); the real handshake's refusals
+  platform.py    the member's Platform: fetch_cluster, call_member, the virtual wall clock
+  disk.py        what survives a power loss: fsynced file contents, fsync_dir'ed entries,
+                 page by page for LMDB's data file; hard links keep tracked inodes alive
+  simfs.py       the member's FileSystem: counts I/O steps, crashes before/after a chosen one,
+                 tears a write, fails a step with EIO/ENOSPC, fails cross-volume renames (EXDEV)
+  member.py      one machine: its data dir, disk, current process and EtcdServer
+  cluster.py     the machines, founders and added ones
+  workload.py    KV clients: put, delete, compare-and-swap txn (Kubernetes' update),
+                 linearizable and serializable range, compact — every write with a unique token
+  reconfig.py    member add (learner or voter, joining with ``--initial-cluster-state existing``
+                 and an empty data dir), remove, promote
+  faults.py      the fault injector: kills (leader half of the time), pauses, power loss,
+                 partitions, lossy spells, slow snapshot streams, slow disks, disk fault plans
+  options.py     run length, cluster sizes, timings, and the switches per fault kind
+  recorder.py    wraps each server's ``apply`` and ``on_soft_state``: the agreed log
+  reference.py   the agreed log replayed through a fresh Applier on a fresh Backend
+  linearizability.py, checks.py   the checks below
+  simulation.py  one seed from start to end; ``run_seed``
+
+Checked (the invariant names a failure reports):
+
+  while running   log-agreement (every member applies the same entry at each index),
+                  apply-order, election-safety (one leader per term, by every member's view)
+  after healing   liveness (everyone restarted and converged on the leader's commit index),
+                  log-gap, member-stopped (a fatal stop or failed start no injected fault
+                  explains), escaped-error (an exception out of member code),
+                  the history by log order and revision: lost-write, failed-write-applied,
+                  duplicate-apply, response-mismatch and response-term (against the reference at
+                  the write's entry), real-time-order, stale-read, read-from-future,
+                  read-mismatch, lost-reconfiguration; then across members: hash-mismatch
+                  (HashKV at every shared revision), state-mismatch, members-mismatch
+
+Two harness patches stand in for the kernel, not for a missing seam: ``lmdb.open`` is wrapped
+so a process's LMDB environments close when it dies (world.py), and a process's open file
+descriptors are closed by its FileSystem at death (simfs.py). Findings in the member code are
+written down in tests/sim/FINDINGS.md; fault kinds with open findings are left out by default
+(options.OPEN_FINDINGS, ``--with KIND`` to run them).
+
+Not simulated: TLS, the client port's gRPC/HTTP layer (clients call the server's methods),
+watches, leases and auth (not built yet), clock skew between members (one virtual clock),
+a transport that loses a stream's queued messages on reconnect, disk corruption of synced
+data (bit flips), and LMDB's own reads and writes failing (they bypass the FileSystem).
+"""
 from membersim.failure import SimFailure
 from membersim.options import Faults, Options
 from membersim.simulation import run_seed

@@ -4,7 +4,8 @@
   log-gap             an index below the last applied one that no member ever applied
   member-stopped      a member stopped (fatal, or could not start) with no injected fault to blame
   escaped-error       an exception escaped a member's code (a callback, a task nobody awaited)
-  (linearizability.py)          the client history against the reference replay
+  (linearizability.py)          the client history against the reference replay, and
+                                acknowledged reconfigurations against the log
   hash-mismatch       members' HashKV differ at a revision they share
   state-mismatch      a member's keys differ from the reference's final state
   members-mismatch    members disagree on the member list
@@ -15,7 +16,7 @@ from pyetcd.proto.etcdserverpb import rpc_pb2
 
 from membersim.failure import Finding
 from membersim.history import History
-from membersim.linearizability import check_history
+from membersim.linearizability import check_history, check_reconfigurations
 from membersim.member import SimMember, caused_by_injection
 from membersim.reference import Reference
 from membersim.world import World
@@ -39,7 +40,7 @@ def log_gaps(log: dict) -> list[Finding]:
 
 def check_history_against(world: World, history: History, path: str) -> tuple[list[Finding], Reference]:
     ref = Reference(path, world.recorder.log, BOOT_INDEX + 1)
-    return check_history(history, ref), ref
+    return check_history(history, ref) + check_reconfigurations(history, ref), ref
 
 
 async def check_members(members: list[SimMember], ref: Reference) -> list[Finding]:

@@ -16,9 +16,10 @@ T = TypeVar("T")
 
 
 class Cluster:
-    def __init__(self, world: World, founders: int, disk_faults: Callable[[SimMember], list[DiskFault]]) -> None:
+    def __init__(self, world: World, founders: int) -> None:
         self.world = world
-        self.disk_faults = disk_faults
+        # the disk fault plan of each new process (the fault injector plugs its own in)
+        self.disk_faults: Callable[[SimMember], list[DiskFault]] = lambda member: []
         self.members: dict[str, SimMember] = {}
         initial = ",".join(f"m{i}=http://m{i}:2380" for i in range(1, founders + 1))
         for _ in range(founders):

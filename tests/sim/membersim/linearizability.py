@@ -13,6 +13,7 @@ linearizability is exact to check once the agreed log is known (reference.py):
                         before the read was invoked
   read-from-future      a read saw a write that was invoked only after the read returned
   read-mismatch         a read's result is not the reference state at the revision it names
+  lost-reconfiguration  an acknowledged member add/remove/promote has no entry in the log
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from itertools import accumulate
 from google.protobuf.message import Message
 
 from pyetcd import errors
+from pyetcd.proto.etcdserverpb import raft_internal_pb2
 
 from membersim.failure import Finding
 from membersim.history import READS, WRITES, History, Op, Outcome
@@ -80,6 +82,20 @@ def check_history(history: History, ref: Reference) -> list[Finding]:
             findings.append(Finding("read-mismatch", f"{op}: {_short(op.response)} != reference "
                                     f"{_short(expected)} at revision {op.request.revision or seen}", op.returned))
     return findings
+
+
+MemberChange = raft_internal_pb2.MemberChange
+_CHANGE_KINDS = {"member_add": (MemberChange.ADD, MemberChange.ADD_LEARNER), "member_remove": (MemberChange.REMOVE,),
+                 "member_promote": (MemberChange.PROMOTE,)}
+
+
+def check_reconfigurations(history: History, ref: Reference) -> list[Finding]:
+    logged = {(e.request.member_change.kind, e.request.member_change.member.ID) for e in ref.entries
+              if e.request is not None and not e.skipped and e.request.HasField("member_change")}
+    return [Finding("lost-reconfiguration", f"{op} (member {op.note['member_id']:x}) has no entry in the log",
+                    op.returned)
+            for op in history.of_kind(*_CHANGE_KINDS) if op.outcome is Outcome.OK
+            and not any((kind, op.note["member_id"]) in logged for kind in _CHANGE_KINDS[op.kind])]
 
 
 def _applied_ops(ref: Reference, findings: list[Finding]) -> dict[int, RefEntry]:

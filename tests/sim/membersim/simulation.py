@@ -25,6 +25,7 @@ from membersim.faults import FaultInjector
 from membersim.history import History, Outcome
 from membersim.options import Options
 from membersim.reconfig import Reconfigurer
+from membersim.reference import Reference
 from membersim.workload import KVClient
 from membersim.world import World
 
@@ -50,10 +51,10 @@ class Simulation:
         self.history = History()
         rng = world.rng_for("scenario")
         founders = rng.randint(options.min_members, options.max_members)
-        self.injector: FaultInjector | None = None
-        self.cluster = Cluster(world, founders, lambda member: self.injector.disk_faults(member))
+        self.cluster = Cluster(world, founders)
         self.injector = FaultInjector(self.cluster, world.rng_for("faults"), options.faults, options.fault_interval)
-        self.reference = None
+        self.cluster.disk_faults = self.injector.disk_faults
+        self.reference: Reference | None = None
 
     async def run(self) -> list[Finding]:
         world, options, cluster = self.world, self.options, self.cluster
