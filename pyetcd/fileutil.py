@@ -108,6 +108,18 @@ def write_all(fs: FileSystem, fd: int, data: bytes | memoryview) -> None:
         view = view[fs.write(fd, view):]
 
 
+def makedirs_durably(fs: FileSystem, path: str) -> None:
+    """``path``, made with any missing parents, and the entries of all of them durable."""
+    missing = []
+    level = os.path.abspath(path)
+    while not fs.isdir(level):
+        missing.append(level)
+        level = os.path.dirname(level)
+    fs.makedirs(path)
+    for level in reversed(missing or [os.path.abspath(path)]):
+        fs.fsync_dir(os.path.dirname(level))
+
+
 def write_file_durably(fs: FileSystem, path: str, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that after a crash it holds either the old or the new
     content, the new one once this returns: temporary file, fsync, rename, fsync the directory."""

@@ -103,10 +103,12 @@ class Applier:
 
     # ---- writes ----------------------------------------------------------------------------
 
-    def apply_batch(self, batch: list[tuple[int, int, raft_internal_pb2.InternalRaftRequest]]
-                    ) -> list[ApplyResult]:
+    def apply_batch(self, batch: list[tuple[int, int, raft_internal_pb2.InternalRaftRequest]],
+                    through: tuple[int, int] | None = None) -> list[ApplyResult]:
         """Apply (raft index, raft term, request) items in one write transaction. An item at or
-        below the applied index is skipped (result None)."""
+        below the applied index is skipped (result None). ``through``: the (index, term) of the
+        last Raft entry the batch stands for, which may carry no request (a leader's empty
+        entry, a fenced request): the applied index recorded is that one."""
         results: list[ApplyResult] = []
         last: tuple[int, int] | None = None
         with self.store.write() as w:
@@ -125,6 +127,8 @@ class Applier:
                     resp = err
                 results.append((resp, w.finish_request()))
                 last = (index, term)
+            if through is not None and through[0] > applied:
+                last = through
             if last is not None:
                 self.store.backend.set_consistent_index(w.txn, *last)
         return results

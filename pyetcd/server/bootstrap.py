@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from pyetcd import errors
-from pyetcd.fileutil import FileSystem
+from pyetcd.fileutil import FileSystem, makedirs_durably
 from pyetcd.logutil import log
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.proto.raftpb import raft_pb2
@@ -89,7 +89,7 @@ def conf_state(membership: Membership) -> raft_pb2.ConfState:
 
 async def bootstrap(cfg: ServerConfig, platform: Platform) -> Boot:
     fs = platform.fs
-    fs.makedirs(cfg.snap_dir)
+    makedirs_durably(fs, cfg.snap_dir)
     if WAL.exists(cfg.wal_dir, fs=fs):
         try:
             return _restart(cfg, fs)

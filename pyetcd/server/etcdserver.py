@@ -236,7 +236,9 @@ class EtcdServer:
                 self._fenced[request.fence.request_id] = request.fence.max_index
             batch.append((entry.index, entry.term, request))
             logged.append(data)
-        results = self.applier.apply_batch(batch) if batch else []
+        # (the applied index is recorded even for entries that change nothing: a snapshot or a
+        # checkpoint taken at Raft's applied index must find the backend there)
+        results = self.applier.apply_batch(batch, through=(entries[-1].index, entries[-1].term))
         if any(request.HasField("compaction") for _, _, request in batch):
             self.compactor.notify()
         for (index, term, request), data, result in zip(batch, logged, results):

@@ -164,8 +164,13 @@ class RaftNode:
         if rd.snapshot is not None:
             await self.handler.install_snapshot(rd.snapshot)
             self.storage.apply_snapshot(rd.snapshot)
-        if rd.entries or rd.hard_state is not None:
-            await asyncio.to_thread(self.wal.save, rd.hard_state, rd.entries, sync=self.fsync and rd.must_sync)
+        # A conf change is applied (and acknowledged) only once its commit is durable: the one
+        # voter that could tell a restarted member it was committed may be the one it removed.
+        commits_conf_change = any(e.type == M.EntryConfChange for e in rd.committed_entries)
+        hard_state = rd.hard_state or (self.storage.hard_state if commits_conf_change else None)
+        if rd.entries or hard_state is not None:
+            await asyncio.to_thread(self.wal.save, hard_state, rd.entries,
+                                    sync=self.fsync and (rd.must_sync or commits_conf_change))
             if rd.hard_state is not None:
                 self.storage.set_hard_state(rd.hard_state)
             self.storage.append(rd.entries)

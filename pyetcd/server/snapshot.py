@@ -72,10 +72,14 @@ def stash_path(snap_dir: str, index: int, term: int) -> str:
 
 
 def swap_in(fs: FileSystem, stash: str, backend_dir: str) -> None:
-    """Move a stashed database over the (closed) backend's data file, durably."""
+    """Move a stashed database over the (closed) backend's data file, durably: afterwards the
+    stash is gone and the data file is the one the checkpoint (discarded first) cannot describe."""
     checkpoint.discard(fs, backend_dir)
     fs.rename(stash, os.path.join(backend_dir, checkpoint.DATA_FILE))
+    if fs.exists(stash):  # it already was the data file (a power loss undid only its removal):
+        fs.unlink(stash)  # rename() of a file onto itself changes nothing
     fs.fsync_dir(backend_dir)
+    fs.fsync_dir(os.path.dirname(stash))  # the stash's removal, or it comes back
 
 
 def finish_install(fs: FileSystem, snap_dir: str, backend_dir: str, marker_index: int, marker_term: int) -> bool:

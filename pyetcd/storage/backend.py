@@ -14,7 +14,7 @@ from typing import Callable
 
 import lmdb
 
-from pyetcd.fileutil import OS, FileSystem, fsync_file
+from pyetcd.fileutil import OS, FileSystem, fsync_file, makedirs_durably
 from pyetcd.storage import checkpoint as checkpoints
 
 # Named sub-databases opened at start. Dupsort ones hold many values per key (the key index).
@@ -51,7 +51,7 @@ class Backend(_Buckets):
     def __init__(self, path: str, *, fs: FileSystem = OS, map_size: int = 8 << 30) -> None:
         """Open (or create) the environment in directory ``path``; after a power loss it comes
         back at its last checkpoint (``restored`` says which). Ends with a checkpoint."""
-        fs.makedirs(path)
+        makedirs_durably(fs, path)
         self.path = path
         self._fs = fs
         self._data_file = os.path.join(path, checkpoints.DATA_FILE)

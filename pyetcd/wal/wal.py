@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 
-from pyetcd.fileutil import OS, FileSystem, write_all
+from pyetcd.fileutil import OS, FileSystem, makedirs_durably, write_all
 from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.wal import record
 from pyetcd.wal.record import RecordType, SnapshotMarker
@@ -219,18 +219,6 @@ def _read_log(fs: FileSystem, dirpath: str, segments: list[Segment],
     return log.finish(dirpath)
 
 
-def _make_dir(fs: FileSystem, dirpath: str) -> None:
-    """dirpath, made with any missing parents, and its entry and theirs durable."""
-    missing = []
-    path = os.path.abspath(dirpath)
-    while not fs.isdir(path):
-        missing.append(path)
-        path = os.path.dirname(path)
-    fs.makedirs(dirpath)
-    for path in reversed(missing or [os.path.abspath(dirpath)]):
-        fs.fsync_dir(os.path.dirname(path))
-
-
 def _lock(fs: FileSystem, dirpath: str) -> int:
     fd = fs.open(os.path.join(dirpath, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -276,7 +264,7 @@ class WAL:
     @classmethod
     def create(cls, dirpath: str, metadata: bytes, *, segment_size: int = SEGMENT_SIZE,
                fs: FileSystem = OS) -> "WAL":
-        _make_dir(fs, dirpath)
+        makedirs_durably(fs, dirpath)
         lock_fd = _lock(fs, dirpath)
         try:
             if cls.exists(dirpath, fs):

@@ -238,3 +238,28 @@ async def test_a_joined_member_restarted_before_its_first_snapshot_still_knows_t
     finally:
         boot.wal.close()
         boot.backend.close()
+
+
+async def test_the_applied_index_is_recorded_for_entries_that_change_nothing(tmp_path):
+    """Found by the whole-member simulation (F6): a snapshot at a leader's empty entry was ahead
+    of the backend's applied index, and the member refused every restart after it."""
+    server = await leader(config(str(tmp_path / "m")))
+    try:
+        index = server.applied_index + 1
+        server.apply([raft_pb2.Entry(term=server.raft.term, index=index)])  # a new leader's empty entry
+        assert server.store.consistent_index == index
+    finally:
+        await server.stop()
+
+
+def test_a_swap_whose_stash_is_already_the_data_file_removes_the_stash(tmp_path):
+    """Found by the whole-member simulation (F5): a power loss undid only the stash's removal;
+    each later start swapped the 'stash' in again, dropping the data file's checkpoint."""
+    from pyetcd.fileutil import OS
+    db = tmp_path / "snap" / "db"
+    db.mkdir(parents=True)
+    (db / "data.mdb").write_bytes(b"database")
+    stash = tmp_path / "snap" / "0000000000000002-0000000000000009.snap.db"
+    os.link(db / "data.mdb", stash)
+    snapshot.swap_in(OS, str(stash), str(db))
+    assert not stash.exists() and (db / "data.mdb").read_bytes() == b"database"

@@ -64,3 +64,38 @@ async def test_dropped_proposals_are_reported_at_once():
     rn.propose(2, b"b")
     await asyncio.sleep(0)
     assert handler.dropped == [1, 2]
+
+
+class FakeWAL:
+    def __init__(self) -> None:
+        self.saves: list[tuple[object, int, bool]] = []
+
+    def save(self, hard_state, entries, *, sync: bool) -> None:
+        self.saves.append((hard_state, len(entries), sync))
+
+
+async def test_a_committed_conf_change_is_durable_before_it_applies():
+    """Found by the whole-member simulation (F7): a removal acknowledged in a 2-member cluster,
+    its commit index not synced, was undone by a power loss: the survivor needed the removed
+    member's vote forever."""
+    from pyetcd.raft import MemoryStorage, Ready
+
+    class Applying(Handler):
+        def apply(self, entries):
+            pass
+
+        async def after_advance(self):
+            pass
+
+    class Node(FakeNode):
+        def advance(self, rd):
+            pass
+
+    storage = MemoryStorage()
+    storage.set_hard_state(raft_pb2.HardState(term=2, commit=18))
+    wal = FakeWAL()
+    rn = RaftNode(Node(), storage, wal, None, Applying(), tick_seconds=0.1, fatal=lambda msg, exc: None)
+    conf_change = raft_pb2.Entry(index=18, term=2, type=raft_pb2.EntryConfChange)
+    await rn._handle(Ready(soft_state=None, hard_state=None, read_states=[], entries=[], snapshot=None,
+                           committed_entries=[conf_change], messages=[]))
+    assert wal.saves == [(storage.hard_state, 0, True)]
