@@ -11,6 +11,7 @@ accepted its snapshot (snapshot.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -92,6 +93,7 @@ class EtcdServer:
         self._restored_index = 0  # the last snapshot Raft accepted from the leader
         self._stashed: dict[tuple[int, int], str] = {}  # (index, term) of that snapshot -> its database
         self._checkpoint: asyncio.Task | None = None
+        self._leaving: asyncio.Task | None = None
         self._checkpoint_at = 0.0  # loop time of the last one
         self._leader_changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -144,7 +146,7 @@ class EtcdServer:
                        loop.create_task(self._publish(), name="publish")]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *([self._leaving] if self._leaving else [])]:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.compactor.stop()
@@ -427,12 +429,27 @@ class EtcdServer:
             self._removed_from_cluster()
 
     def _removed_from_cluster(self) -> None:
-        if not self._stopped.is_set():
-            log(logger, logging.WARNING, "the member has been permanently removed from the cluster")
-            log(logger, logging.WARNING, "data-dir used by this member must be removed")
-            # Like etcd, linger a moment: a removed leader's followers learn that the removal is
-            # committed from its next heartbeats, and elect a new leader sooner.
-            asyncio.get_running_loop().call_later(min(1.0, 10 * self.tick_seconds), self._stopped.set)
+        if self._stopped.is_set() or self._leaving is not None:
+            return
+        log(logger, logging.WARNING, "the member has been permanently removed from the cluster")
+        log(logger, logging.WARNING, "data-dir used by this member must be removed")
+        self._leaving = asyncio.get_running_loop().create_task(self._leave(), name="leave")
+
+    async def _leave(self) -> None:
+        """Stop a moment after the removal. A removed leader first waits (for a while) until
+        another member leads: Raft hands leadership over, and the new leader can commit the
+        removal only with this member's acknowledgement while its configuration still counts it
+        (in a two-member cluster the survivor could otherwise never commit again)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10 * self.election_ticks * self.tick_seconds
+        while self.raft.lead == self.member_id and loop.time() < deadline:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(deadline - loop.time()):
+                    await self._leader_changed.wait()
+        # Like etcd, linger: the other members learn that the removal is committed from this
+        # member's next messages (heartbeats, acknowledgements), and elect a new leader sooner.
+        await asyncio.sleep(min(1.0, 10 * self.tick_seconds))
+        self._stopped.set()
 
     def _sync_peers(self, extra: list[rpc_pb2.Member] | tuple = ()) -> None:
         """Give the transport every member (and ``extra``) to talk to; refuse removed IDs."""
