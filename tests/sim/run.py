@@ -9,6 +9,7 @@ EtcdServer, WAL, LMDB, snapshots — membersim/).
     python tests/sim/run.py --member --seed 17 -v             # replay a whole-member seed
     python tests/sim/run.py --member --without power_loss     # leave a fault kind out
     python tests/sim/run.py --member --with power_loss        # ... or run one with open findings
+    python tests/sim/run.py --member --plant wal-keeps-log    # a planted bug: seeds must fail
     make sim SEEDS=100000 MEMBER_SEEDS=2000
 
 Every failure prints its seed and the invariant it broke; the same seed replays it exactly.
@@ -16,6 +17,7 @@ Every failure prints its seed and the invariant it broke; the same seed replays 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -28,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 import membersim  # noqa: E402
 import simcluster  # noqa: E402
+from membersim.planted import PLANTS  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Suite:
     ticks: int = simcluster.Options.fault_ticks           # Raft suite: ticks of faults per seed
     without: tuple[str, ...] = ()                          # member suite: fault kinds left out ...
     with_: tuple[str, ...] = ()                            # ... or brought back (see OPEN_FINDINGS)
+    plant: str | None = None                               # member suite: a planted bug (planted.py)
     verbose: bool = False
 
     @property
@@ -48,7 +52,9 @@ class Suite:
         """Raises the suite's SimFailure if the seed breaks an invariant."""
         if self.member:
             faults = membersim.Faults.default().with_(*self.with_).without(*self.without)
-            membersim.run_seed(seed, membersim.Options(faults=faults, verbose=self.verbose))
+            plant = PLANTS[self.plant]() if self.plant else contextlib.nullcontext()
+            with plant:
+                membersim.run_seed(seed, membersim.Options(faults=faults, verbose=self.verbose))
         else:
             simcluster.run_seed(seed, simcluster.Options(fault_ticks=self.ticks, verbose=self.verbose))
 
@@ -79,7 +85,8 @@ def run_many(start: int, count: int, jobs: int, suite: Suite) -> list[tuple[int,
 
 def replay_command(suite: Suite, seed: int) -> str:
     flags = " --member" + "".join(f" --with {w}" for w in suite.with_) + \
-        "".join(f" --without {w}" for w in suite.without) if suite.member else ""
+        "".join(f" --without {w}" for w in suite.without) + (f" --plant {suite.plant}" if suite.plant else "") \
+        if suite.member else ""
     return f"python tests/sim/run.py{flags} --seed {seed} -v"
 
 
@@ -94,10 +101,11 @@ def main() -> int:
                     help="member: leave this fault kind out (repeatable)")
     ap.add_argument("--with", dest="with_", action="append", default=[], choices=membersim.Faults.names(),
                     help="member: run this fault kind even if it has an open finding (repeatable)")
+    ap.add_argument("--plant", choices=sorted(PLANTS), help="member: run with this planted bug (expect failures)")
     ap.add_argument("--seed", type=int, help="replay this one seed")
     ap.add_argument("-v", "--verbose", action="store_true", help="trace the replayed seed")
     a = ap.parse_args()
-    suite = Suite(member=a.member, ticks=a.ticks, without=tuple(a.without), with_=tuple(a.with_))
+    suite = Suite(member=a.member, ticks=a.ticks, without=tuple(a.without), with_=tuple(a.with_), plant=a.plant)
     if a.seed is not None:
         try:
             dataclasses.replace(suite, verbose=a.verbose).run(a.seed)

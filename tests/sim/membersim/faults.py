@@ -22,6 +22,9 @@ PAUSE = (0.2, 3.0)
 SLOW_DISK = (0.5, 4.0)
 NETWORK_FAULT = (0.5, 5.0)  # how long a partition or a lossy spell lasts (unless replaced sooner)
 INTENSITY = [0.5, 1, 1, 2, 4]  # per seed, times the mean interval between faults
+P_PAUSE_SNAPSHOT_SENDER = 0.3  # a leader streaming a snapshot is paused (its stream lands late)
+P_KILL_SNAPSHOT_RECEIVER = 0.3  # a member that just took a snapshot is killed soon after
+SOON = (0.0, 0.3)
 # (operation, the highest occurrence to pick): how far into a process's life a disk fault lands
 CRASH_POINTS = [(ANY, 600), ("fdatasync", 60), ("fsync", 20), ("write", 150), ("rename", 6),
                 ("fsync_dir", 10), ("unlink", 10), ("open", 30), ("pwrite", 10)]
@@ -37,6 +40,11 @@ class FaultInjector:
         self.interval = interval * rng.choice(INTENSITY)
         self.active = True
         self._restart_at: dict[str, float] = {}
+        network = self.world.network
+        if faults.pauses:
+            network.on_snapshot_sending = self._snapshot_sending
+        if faults.kills:
+            network.on_snapshot_installed = self._snapshot_installed
 
     # ---- disk fault plans ----------------------------------------------------------------------
 
@@ -100,6 +108,16 @@ class FaultInjector:
         if victim is not None:
             victim.kill("injected")
 
+    def _snapshot_sending(self, host: str) -> None:
+        if self.active and self.rng.random() < P_PAUSE_SNAPSHOT_SENDER:
+            self._later(SOON, lambda: self._pause(self.cluster.members[host]))
+
+    def _snapshot_installed(self, host: str) -> None:
+        member = self.cluster.members[host]
+        if self.active and self.rng.random() < P_KILL_SNAPSHOT_RECEIVER and self._may_hit(member):
+            process = member.process
+            self._later(SOON, lambda: member.process is process and member.kill("injected after a snapshot"))
+
     def power_loss(self) -> None:
         victim = self._victim()
         if victim is not None:
@@ -107,7 +125,11 @@ class FaultInjector:
 
     def pause(self) -> None:
         victim = self._victim()
-        if victim is None or victim.process.state is not State.RUNNING:
+        if victim is not None:
+            self._pause(victim)
+
+    def _pause(self, victim: SimMember) -> None:
+        if not self.active or not victim.up or victim.process.state is not State.RUNNING:
             return
         victim.pause()
         process = victim.process

@@ -129,6 +129,7 @@ class SimMember:
         exc = task.exception()
         if exc is None:
             self.started = True
+            self.world.recorder.started(process, server)
             self.world.network.client_ports[self.client_url] = (process, server)
             self.world.trace(f"started member {server.member_id:x}", process.name)
             self.world.loop.create_task(self._watch_removal(process, server))

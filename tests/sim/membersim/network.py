@@ -12,6 +12,11 @@ injector at any time:
 - ``slow_snapshots``: the chance a snapshot stream takes seconds (a stale one finishes last);
 - ``reorder``: messages of one link overtake each other (otherwise a link is FIFO, as TCP).
 
+The fault injector can also react to snapshot streams (``on_snapshot_sending(sender host)``,
+``on_snapshot_installed(receiver host)``): pausing a sender mid-stream makes a deposed leader's
+stale stream land late; killing a receiver right after it took one tests the restart after an
+install.
+
 A message's destination is resolved when it arrives: one still queued when its receiver
 restarts reaches the new process, as a sender's queue does once it has reconnected. Code on
 the receiving side runs in the receiving member's process (so it stops when that one dies);
@@ -63,6 +68,8 @@ class Network:
         self.slow_snapshots = 0.0
         self.reorder = False
         self.duplicate_proposals = False
+        self.on_snapshot_sending: Callable[[str], None] = lambda host: None
+        self.on_snapshot_installed: Callable[[str], None] = lambda host: None
         self.stats: collections.Counter[str] = collections.Counter()  # snapshot streams, by outcome
         self.serial = itertools.count(1)  # names unique in the run (spooled snapshot files)
         self.listeners: dict[str, object] = {}       # peer URL -> SimTransport

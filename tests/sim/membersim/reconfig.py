@@ -5,7 +5,8 @@ An added member is a new machine with an empty data dir, started with
 operator to. When the add's outcome is unknown, the machine is started all the same (if the add
 did not happen, its start fails: it is not in the cluster). Removed members stop by themselves
 (member.py watches for that). The strict reconfiguration check keeps the cluster from losing
-its quorum by a removal; the operator keeps it at ``max_members`` at most.
+its quorum by a removal; the operator keeps it at ``max_members`` at most, and with
+``two_voter_removal`` off never removes one of two voters (FINDINGS.md F8).
 """
 from __future__ import annotations
 
@@ -21,13 +22,14 @@ from membersim.member import SimMember
 
 class Reconfigurer:
     def __init__(self, cluster: Cluster, history: History, rng: random.Random, timeout: float,
-                 max_members: int, interval: float) -> None:
+                 max_members: int, interval: float, two_voter_removal: bool) -> None:
         self.cluster = cluster
         self.history = history
         self.rng = rng
         self.timeout = timeout
         self.max_members = max_members
         self.interval = interval
+        self.two_voter_removal = two_voter_removal
 
     async def run(self, until: float) -> None:
         loop = self.cluster.world.loop
@@ -37,7 +39,9 @@ class Reconfigurer:
             if members is None:
                 continue
             learners = [m for m in members if m.isLearner]
-            choices = ["remove"] if len(members) > 1 else []
+            voters = [m for m in members if not m.isLearner]
+            removable = [m for m in members if m.isLearner or len(voters) != 2 or self.two_voter_removal]
+            choices = ["remove"] if len(members) > 1 and removable else []
             if len(members) < self.max_members:
                 choices.append("add")
             if learners:
@@ -48,7 +52,7 @@ class Reconfigurer:
             if action == "add":
                 await self.add()
             elif action == "remove":
-                await self.remove(self.rng.choice(members))
+                await self.remove(self.rng.choice(removable))
             else:
                 await self.promote(self.rng.choice(learners))
 

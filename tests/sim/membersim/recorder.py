@@ -7,6 +7,8 @@ ReadyHandler: ``apply(entries)`` (committed entries handed to the state machine)
   log-agreement      every member applies the same entry (term, type, bytes) at each index
   apply-order        within one process, applied indexes only go up
   election-safety    no two members name different leaders for the same term
+  log-terms          a started member's Raft log (from its WAL) has terms that never go down,
+                     none below its snapshot's, and a hard state term at least the last one
 
 and keeps the agreed log: index -> entry, what the reference replay runs (reference.py).
 A violation is recorded, not raised: raising would unwind the member's own code.
@@ -68,6 +70,21 @@ class Recorder:
         if entries:
             last[0] = entries[-1].index
             self.last_applied[name] = last[0]
+
+    def started(self, process: Process, server) -> None:
+        """A member came up from its data dir: check the log Raft starts from."""
+        storage = server.raft.storage
+        snapshot = storage.snapshot().metadata
+        previous = snapshot.term
+        for index in range(storage.first_index(), storage.last_index() + 1):
+            term = storage.term(index)
+            if term < previous:
+                self.violation("log-terms", f"{process.name} starts with {index}@{term} after a term "
+                               f"{previous} (snapshot {snapshot.index}@{snapshot.term})")
+                return
+            previous = term
+        if server.raft.term < previous:
+            self.violation("log-terms", f"{process.name} starts at term {server.raft.term}, its log has term {previous}")
 
     def _led(self, name: str, term: int, lead: int) -> None:
         known = self.leaders.setdefault(term, (lead, name))

@@ -66,7 +66,8 @@ class Simulation:
         actors.append(self.injector.run(until))
         if options.faults.membership and options.max_members > 1:
             actors.append(Reconfigurer(cluster, self.history, world.rng_for("reconfig"), options.client_timeout,
-                                       options.max_members, options.reconfig_interval).run(until))
+                                       options.max_members, options.reconfig_interval,
+                                       options.faults.two_voter_removal).run(until))
         await asyncio.gather(*actors)
         self.injector.heal()
         world.trace("healed: converging")

@@ -166,6 +166,7 @@ class SimTransport:
         if self._refused(receiver, peer_id):
             return False
         network = self.network
+        network.on_snapshot_sending(self.host)
         slow = network.slow_snapshots and network.rng.random() < network.slow_snapshots
         await asyncio.sleep(network.rng.uniform(*(LONG_SNAPSHOT_DELAY if slow else SNAPSHOT_DELAY)))
         network.stats["snapshot-sent"] += 1
@@ -176,6 +177,8 @@ class SimTransport:
         except CallLost:
             accepted = False
         network.stats["snapshot-accepted" if accepted else "snapshot-failed"] += 1
+        if accepted:
+            network.on_snapshot_installed(receiver.host)
         return accepted
 
     async def _receive_snapshot(self, sender: int, metadata: bytes, data: bytes) -> bool:

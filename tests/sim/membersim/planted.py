@@ -1,0 +1,79 @@
+"""Planted bugs: defects of issue 6 put back into the member, to show the simulation catches them.
+
+Each plant is a context manager that patches the member code for the duration of a run,
+undoing one fix the way the defect was before it:
+
+  snapshot-before-judgement  (defect 1) a received snapshot Raft refused (stale: from a deposed
+                             leader, or older than what the member holds) is swapped in anyway,
+                             while Raft's applied index stays ahead
+  read-any-answer            (defect 2) a ReadIndex round takes any answer that arrives, not
+                             only one carrying its own context (a delayed answer to an earlier
+                             round resolves a later one)
+  wal-keeps-log              (defect 3) the WAL marker of a received snapshot keeps the entries
+                             written before it above its index (an old leader's uncommitted
+                             tail comes back at restart)
+
+    python tests/sim/run.py --member --plant read-any-answer --seeds 200   # expect failures
+
+Defects 5 and 7 have no plant yet: their fixes are conditions inside EtcdServer.apply and
+bootstrap that a patch from outside cannot take out without copying those methods.
+Plants patch private member code: when the member changes, a plant may need to follow.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Callable, Iterator
+
+from pyetcd.server import snapshot
+from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.server.read_index import ReadIndex
+from pyetcd.storage.backend import Backend
+from pyetcd.wal import WAL
+
+
+@contextlib.contextmanager
+def _patched(owner: type, name: str, make: Callable[[Callable], Callable]) -> Iterator[None]:
+    original = getattr(owner, name)
+    setattr(owner, name, make(original))
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def snapshot_before_judgement() -> contextlib.AbstractContextManager:
+    def make(original):
+        async def on_snapshot(self: EtcdServer, from_id: int, data: bytes, path: str) -> None:
+            await original(self, from_id, data, path)
+            if os.path.exists(path):  # Raft did not take it (it would have been stashed): swap it in anyway
+                self.backend.close()
+                snapshot.swap_in(self.fs, path, self.cfg.backend_path)
+                self._use_backend(Backend(self.cfg.backend_path, fs=self.fs))
+        return on_snapshot
+    return _patched(EtcdServer, "_on_snapshot", make)
+
+
+def read_any_answer() -> contextlib.AbstractContextManager:
+    def make(original):
+        def on_read_states(self: ReadIndex, states) -> None:
+            for state in states:
+                if self._answer is not None and not self._answer.done():
+                    self._answer.set_result(state.index)
+        return on_read_states
+    return _patched(ReadIndex, "on_read_states", make)
+
+
+def wal_keeps_log() -> contextlib.AbstractContextManager:
+    def make(original):
+        def save_snapshot(self: WAL, index: int, term: int, *, discard_log: bool = False) -> None:
+            original(self, index, term, discard_log=False)
+        return save_snapshot
+    return _patched(WAL, "save_snapshot", make)
+
+
+PLANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
+    "snapshot-before-judgement": snapshot_before_judgement,
+    "read-any-answer": read_any_answer,
+    "wal-keeps-log": wal_keeps_log,
+}
