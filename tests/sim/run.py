@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -71,6 +72,8 @@ def _run_range(args: tuple[Suite, int, int]) -> list[tuple[int, str]]:
             suite.run(seed)
         except suite.failure as f:
             failures.append((seed, str(f)))
+        except Exception:  # noqa: BLE001 - a bug of the simulation itself: report it, run the others
+            failures.append((seed, f"seed={seed} harness error\n{traceback.format_exc()}"))
     return failures
 
 

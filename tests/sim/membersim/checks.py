@@ -12,6 +12,8 @@
 """
 from __future__ import annotations
 
+from typing import Awaitable, Callable
+
 from pyetcd.proto.etcdserverpb import rpc_pb2
 
 from membersim.failure import Finding
@@ -21,6 +23,7 @@ from membersim.member import SimMember, caused_by_injection
 from membersim.reference import Reference
 from membersim.world import World
 
+Ask = Callable[[SimMember, Callable], Awaitable]
 EVERYTHING = rpc_pb2.RangeRequest(key=b"\0", range_end=b"\0", serializable=True)
 BOOT_INDEX = 1  # the founders' configuration is the snapshot at this index
 
@@ -43,20 +46,20 @@ def check_history_against(world: World, history: History, path: str) -> tuple[li
     return check_history(history, ref) + check_reconfigurations(history, ref), ref
 
 
-async def check_members(members: list[SimMember], ref: Reference) -> list[Finding]:
+async def check_members(members: list[SimMember], ref: Reference, ask: Ask) -> list[Finding]:
+    """``ask(member, method)`` calls ``method(server)`` on that member (over the network)."""
     findings: list[Finding] = []
     expected_state = _kvs(ref.range(EVERYTHING, ref.rev))
     hashes: dict[str, dict[int, int]] = {}
     member_lists = {}
     for m in members:
-        server = m.server
-        state = await server.range(EVERYTHING)
+        state = await ask(m, lambda server: server.range(EVERYTHING))
         if _kvs(state) != expected_state:
             findings.append(Finding("state-mismatch", f"{m.name} at revision {state.header.revision} holds "
                                     f"{len(state.kvs)} keys, the reference at {ref.rev} {len(expected_state)}: "
                                     f"{_diff(_kvs(state), expected_state)}"))
-        hashes[m.name] = await _hashes(server)
-        listed = await server.member_list(rpc_pb2.MemberListRequest())
+        hashes[m.name] = await _hashes(m, ask)
+        listed = await ask(m, lambda server: server.member_list(rpc_pb2.MemberListRequest()))
         member_lists[m.name] = sorted((x.ID, x.isLearner, tuple(x.peerURLs)) for x in listed.members)
     names = list(hashes)
     for other in names[1:]:
@@ -70,13 +73,12 @@ async def check_members(members: list[SimMember], ref: Reference) -> list[Findin
     return findings
 
 
-async def _hashes(server) -> dict[int, int]:
+async def _hashes(member: SimMember, ask: Ask) -> dict[int, int]:
     """HashKV at every revision from the compacted one to the current one."""
-    latest = await server.hash_kv(rpc_pb2.HashKVRequest(revision=0))
-    first = max(1, latest.compact_revision)
+    latest = await ask(member, lambda server: server.hash_kv(rpc_pb2.HashKVRequest(revision=0)))
     out = {}
-    for rev in range(first, latest.header.revision + 1):
-        out[rev] = (await server.hash_kv(rpc_pb2.HashKVRequest(revision=rev))).hash
+    for rev in range(max(1, latest.compact_revision), latest.header.revision + 1):
+        out[rev] = (await ask(member, lambda server: server.hash_kv(rpc_pb2.HashKVRequest(revision=rev)))).hash
     return out
 
 

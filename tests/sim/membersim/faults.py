@@ -73,7 +73,7 @@ class FaultInjector:
     def restart_due(self) -> None:
         now = self.world.loop.time()
         for member in self.cluster.live():
-            if member.up:
+            if member.up or not member.runs:  # (a member not started yet is the reconfigurer's)
                 continue
             at = self._restart_at.setdefault(member.name, now + self.rng.uniform(*DOWNTIME))
             if at <= now:
@@ -116,7 +116,8 @@ class FaultInjector:
         member = self.cluster.members[host]
         if self.active and self.rng.random() < P_KILL_SNAPSHOT_RECEIVER and self._may_hit(member):
             process = member.process
-            self._later(SOON, lambda: member.process is process and member.kill("injected after a snapshot"))
+            self._later(SOON, lambda: self.active and member.process is process
+                        and member.kill("injected after a snapshot"))
 
     def power_loss(self) -> None:
         victim = self._victim()
@@ -197,10 +198,11 @@ class FaultInjector:
         self._later(SLOW_DISK, lambda: slow.discard(name))
 
     def heal(self) -> None:
-        """No more faults: the network heals, paused members resume, disks are fast again."""
+        """No more faults: the network heals, paused members resume, disks are fast and sound."""
         self.active = False
         self.heal_network()
         self.world.slow_disk.clear()
         for member in self.cluster.live():
             if member.up:
+                member.fs.disarm()
                 member.resume()

@@ -17,7 +17,6 @@ from pyetcd.proto.etcdserverpb import rpc_pb2
 
 from membersim.cluster import Cluster
 from membersim.history import History, Outcome, classify
-from membersim.member import SimMember
 
 
 class Reconfigurer:

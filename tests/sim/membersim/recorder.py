@@ -72,15 +72,16 @@ class Recorder:
             self.last_applied[name] = last[0]
 
     def started(self, process: Process, server) -> None:
-        """A member came up from its data dir: check the log Raft starts from."""
+        """A member came up from its data dir: check the log Raft starts from (the entries kept
+        below the snapshot for slow followers included)."""
         storage = server.raft.storage
         snapshot = storage.snapshot().metadata
-        previous = snapshot.term
+        previous = storage.term(storage.first_index() - 1)
         for index in range(storage.first_index(), storage.last_index() + 1):
             term = storage.term(index)
-            if term < previous:
+            if term < previous or (index > snapshot.index and term < snapshot.term):
                 self.violation("log-terms", f"{process.name} starts with {index}@{term} after a term "
-                               f"{previous} (snapshot {snapshot.index}@{snapshot.term})")
+                               f"{max(previous, snapshot.term)} (snapshot {snapshot.index}@{snapshot.term})")
                 return
             previous = term
         if server.raft.term < previous:

@@ -75,6 +75,10 @@ class SimFileSystem:
         self._fds: dict[int, FileNode] = {}
         process.at_kill(self._close_all)
 
+    def disarm(self) -> None:
+        """No more faults from this FileSystem (the faults heal)."""
+        self.faults.clear()
+
     # ---- the step machinery -------------------------------------------------------------------
 
     def _step(self, op: str, target: object) -> DiskFault | None:

@@ -15,14 +15,17 @@ import shutil
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
+from typing import Awaitable, Callable, TypeVar
 
 from pyetcd.proto.etcdserverpb import rpc_pb2
+from pyetcd.server.etcdserver import EtcdServer
 
 from membersim import checks
 from membersim.cluster import Cluster
 from membersim.failure import Finding, SimFailure
 from membersim.faults import FaultInjector
-from membersim.history import History, Outcome
+from membersim.history import History
+from membersim.member import SimMember
 from membersim.options import Options
 from membersim.reconfig import Reconfigurer
 from membersim.reference import Reference
@@ -31,6 +34,8 @@ from membersim.world import World
 
 SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else None  # LMDB and the WAL on a tmpfs: fast
 POLL = 0.05
+T = TypeVar("T")
+RESTART_PAUSE = 1.0  # while converging, a member that will not start is tried again this often
 
 
 @dataclass
@@ -81,19 +86,22 @@ class Simulation:
         history_findings, self.reference = checks.check_history_against(
             world, self.history, os.path.join(world.run_dir, "reference"))
         findings += history_findings
-        findings += await checks.check_members(converged, self.reference)
+        findings += await checks.check_members(converged, self.reference, self._ask)
         return findings
 
-    async def converge(self) -> list | Finding:
+    async def converge(self) -> list[SimMember] | Finding:
         """Restart who is down and in the cluster; wait until every member applied the leader's
         last write. Returns the members in the cluster, or a liveness Finding."""
         loop, cluster = self.world.loop, self.cluster
         deadline = loop.time() + self.options.converge_timeout
+        restarted: dict[str, float] = {}
         barrier_done = False
         while loop.time() < deadline:
             in_cluster = await self._members_in_cluster()
             for member in cluster.live():
-                if not member.up and (in_cluster is None or member in in_cluster):
+                if not member.up and (in_cluster is None or member in in_cluster) and \
+                        loop.time() - restarted.get(member.name, -RESTART_PAUSE) >= RESTART_PAUSE:
+                    restarted[member.name] = loop.time()
                     cluster.start(member)
             leader = cluster.leader()
             if leader is not None and in_cluster is not None and all(m.serving for m in in_cluster):
@@ -106,42 +114,51 @@ class Simulation:
         return Finding("liveness", f"no convergence {self.options.converge_timeout:g}s after healing: "
                        + "; ".join(states), loop.time())
 
-    @staticmethod
-    async def _describe(member) -> str:
+    async def _ask(self, member: SimMember, method: Callable[[EtcdServer], Awaitable[T]]) -> T:
+        return await self.cluster.call("checker", member, method, self.options.client_timeout)
+
+    async def _describe(self, member: SimMember) -> str:
         if member.removed:
             return f"{member.name} removed"
         if not member.serving:
             return f"{member.name} {member.process.state.value if member.process else 'never started'}"
-        s = await member.server.status(rpc_pb2.StatusRequest())
+        s = await self._ask(member, lambda server: server.status(rpc_pb2.StatusRequest()))
         return (f"{member.name} {member.server.member_id:x} leader={s.leader:x} term={s.raftTerm} "
                 f"commit={s.raftIndex} applied={s.raftAppliedIndex} learner={s.isLearner}")
 
-    async def _members_in_cluster(self) -> list | None:
+    async def _members_in_cluster(self) -> list[SimMember] | None:
+        """The members in the leader's member list (None: no leader, or it did not answer)."""
         leader = self.cluster.leader()
         if leader is None:
             return None
-        listed = await leader.server.member_list(rpc_pb2.MemberListRequest())
+        try:
+            listed = await self._ask(leader, lambda server: server.member_list(rpc_pb2.MemberListRequest()))
+        except Exception:  # noqa: BLE001 - not yet: ask again
+            return None
         urls = {u for m in listed.members for u in m.peerURLs}
         for member in self.cluster.live():
             if member.peer_url not in urls and not member.up and member.runs:
                 member.removed = True  # left the cluster, or never got in: retired
         return [m for m in self.cluster.live() if m.peer_url in urls]
 
-    async def _barrier(self, leader) -> bool:
+    async def _barrier(self, leader: SimMember) -> bool:
         try:
-            await leader.server.put(rpc_pb2.PutRequest(key=b"sim/converged", value=b""))
+            await self._ask(leader, lambda server: server.put(rpc_pb2.PutRequest(key=b"sim/converged")))
             return True
         except Exception:  # noqa: BLE001 - not yet: try again
             return False
 
-    async def _all_applied(self, leader, members: list) -> bool:
-        target = await leader.server.status(rpc_pb2.StatusRequest())
-        if target.raftAppliedIndex < target.raftIndex:
-            return False
-        for member in members:
-            status = await member.server.status(rpc_pb2.StatusRequest())
-            if status.raftAppliedIndex != target.raftAppliedIndex:
+    async def _all_applied(self, leader: SimMember, members: list[SimMember]) -> bool:
+        try:
+            target = await self._ask(leader, lambda server: server.status(rpc_pb2.StatusRequest()))
+            if target.raftAppliedIndex < target.raftIndex:
                 return False
+            for member in members:
+                status = await self._ask(member, lambda server: server.status(rpc_pb2.StatusRequest()))
+                if status.raftAppliedIndex != target.raftAppliedIndex:
+                    return False
+        except Exception:  # noqa: BLE001 - a member restarting: not yet
+            return False
         return True
 
     def teardown(self) -> None:
