@@ -180,9 +180,11 @@ def _found(cfg: ServerConfig, backend: Backend, fs: FileSystem) -> Boot:
         backend.set_consistent_index(txn, BOOT_INDEX, BOOT_TERM)
     backend.checkpoint()
     wal = WAL.create(cfg.wal_dir, wal_metadata(local_id, cid), fs=fs)
-    wal.save_snapshot(BOOT_INDEX, BOOT_TERM)
+    # The hard state first: a WAL with the boot marker is a member that started (sim F9: one
+    # whose first start died between the two came back at term 0, below its log's term).
     hardstate = raft_pb2.HardState(term=BOOT_TERM, commit=BOOT_INDEX)
     wal.save(hardstate, [])
+    wal.save_snapshot(BOOT_INDEX, BOOT_TERM)
     storage = MemoryStorage()
     storage.apply_snapshot(raft_pb2.Snapshot(metadata=raft_pb2.SnapshotMetadata(
         index=BOOT_INDEX, term=BOOT_TERM, conf_state=raft_pb2.ConfState(voters=sorted(ids.values())))))

@@ -263,3 +263,18 @@ def test_a_swap_whose_stash_is_already_the_data_file_removes_the_stash(tmp_path)
     os.link(db / "data.mdb", stash)
     snapshot.swap_in(OS, str(stash), str(db))
     assert not stash.exists() and (db / "data.mdb").read_bytes() == b"database"
+
+
+async def test_a_founder_whose_first_start_died_before_its_boot_marker_starts_again_at_term_one(tmp_path):
+    """sim F9: the boot hard state (term 1) is written before the boot marker, so a WAL with the
+    marker always has it."""
+    cfg = config(str(tmp_path / "m"))
+    os.makedirs(cfg.snap_dir)
+    with WAL.create(cfg.wal_dir, bootstrap.wal_metadata(123, 456)) as wal:
+        wal.save(raft_pb2.HardState(term=1, commit=1), [])  # died here, before the marker
+    boot = await bootstrap.bootstrap(cfg, Platform())
+    try:
+        assert boot.storage.hard_state.term == 1 and boot.storage.snapshot().metadata.index == 1
+    finally:
+        boot.wal.close()
+        boot.backend.close()
