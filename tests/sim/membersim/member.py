@@ -15,8 +15,9 @@ import random
 from dataclasses import dataclass
 from typing import NoReturn
 
-from pyetcd.server.config import ServerConfig
+from pyetcd.server.config import ConfigError, ServerConfig
 from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.transport import ClusterUnreachable
 
 from membersim.disk import Disk
 from membersim.platform import member_platform
@@ -43,7 +44,12 @@ class Stop:
     def expected(self) -> bool:
         """Whether a correct member would stop so too: after an injected I/O error, a join that
         cannot happen (not added, cluster unreachable), a removed member refusing to restart."""
-        return self.injected or (self.kind == "start" and (self.joining or "permanently removed" in self.message))
+        if self.injected:
+            return True
+        if self.kind != "start" or not isinstance(self.exc, (ConfigError, ClusterUnreachable)):
+            return False
+        not_added = isinstance(self.exc, ClusterUnreachable) or "add it first" in self.message
+        return (self.joining and not_added) or "permanently removed" in self.message
 
 
 def caused_by_injection(exc: BaseException | None) -> bool:

@@ -60,9 +60,6 @@ class Faults:
 # remove a name once its finding is fixed (``--with NAME`` runs it meanwhile).
 OPEN_FINDINGS = (
     "first_start_crashes",   # F9 (F2 is fixed)
-    "lose_unsynced_dirs",    # F4
-    "two_voter_removal",     # F7, F8
-    "power_loss",            # F5, F6, F7
 )
 
 
