@@ -9,7 +9,7 @@ EtcdServer, WAL, LMDB, snapshots — membersim/).
     python tests/sim/run.py --member --seed 17 -v             # replay a whole-member seed
     python tests/sim/run.py --member --without power_loss     # leave a fault kind out
     python tests/sim/run.py --member --with power_loss        # ... or run one with open findings
-    python tests/sim/run.py --member --plant wal-keeps-log    # a planted bug: seeds must fail
+    python tests/sim/run.py --member --plant wal-keeps-log --first-failure   # a planted bug is caught
     make sim SEEDS=100000 MEMBER_SEEDS=2000
 
 Every failure prints its seed and the invariant it broke; the same seed replays it exactly.
@@ -77,13 +77,22 @@ def _run_range(args: tuple[Suite, int, int]) -> list[tuple[int, str]]:
     return failures
 
 
-def run_many(start: int, count: int, jobs: int, suite: Suite) -> list[tuple[int, str]]:
-    """Seeds start..start+count-1, split in chunks over `jobs` processes; returns the failures."""
+def run_many(start: int, count: int, jobs: int, suite: Suite, first_failure: bool = False) -> list[tuple[int, str]]:
+    """Seeds start..start+count-1, split in chunks over `jobs` processes; returns the failures
+    (with ``first_failure``, those of the first chunk that had any: the rest is not run)."""
     ranges = [(suite, s, min(s + suite.chunk, start + count)) for s in range(start, start + count, suite.chunk)]
-    if jobs <= 1:
-        return [f for r in map(_run_range, ranges) for f in r]
-    with multiprocessing.get_context("fork").Pool(jobs, maxtasksperchild=50) as pool:
-        return [f for r in pool.imap_unordered(_run_range, ranges) for f in r]
+    with contextlib.ExitStack() as stack:
+        if jobs <= 1:
+            results = map(_run_range, ranges)
+        else:
+            pool = stack.enter_context(multiprocessing.get_context("fork").Pool(jobs, maxtasksperchild=50))
+            results = pool.imap(_run_range, ranges)  # in order: the first failure found is the first one
+        failures: list[tuple[int, str]] = []
+        for found in results:
+            failures += found
+            if found and first_failure:
+                break
+    return failures
 
 
 def replay_command(suite: Suite, seed: int) -> str:
@@ -105,6 +114,8 @@ def main() -> int:
     ap.add_argument("--with", dest="with_", action="append", default=[], choices=membersim.Faults.names(),
                     help="member: run this fault kind even if it has an open finding (repeatable)")
     ap.add_argument("--plant", choices=sorted(PLANTS), help="member: run with this planted bug (expect failures)")
+    ap.add_argument("--first-failure", action="store_true", help="stop at the first failing seed (with --plant: "
+                    "how many seeds it takes to catch the bug)")
     ap.add_argument("--seed", type=int, help="replay this one seed")
     ap.add_argument("-v", "--verbose", action="store_true", help="trace the replayed seed")
     a = ap.parse_args()
@@ -120,10 +131,13 @@ def main() -> int:
         print(f"seed {a.seed}: ok")
         return 0
     t0 = time.monotonic()
-    failures = sorted(run_many(a.start, a.seeds, a.jobs, suite))
+    failures = sorted(run_many(a.start, a.seeds, a.jobs, suite, a.first_failure))
     elapsed = time.monotonic() - t0
     for seed, msg in failures:
         print(f"FAIL {msg}\n  replay: {replay_command(suite, seed)}")
+    if a.first_failure and failures:
+        print(f"first failure: seed {failures[0][0]}, the {failures[0][0] - a.start + 1}th seed run")
+        return 1
     print(f"{a.seeds} {'whole-member' if a.member else 'Raft'} seeds, {len(failures)} failed, {elapsed:.1f} s, "
           f"{a.seeds / elapsed:.1f} seeds/s ({a.jobs} jobs)")
     return 1 if failures else 0
