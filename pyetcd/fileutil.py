@@ -108,15 +108,21 @@ def write_all(fs: FileSystem, fd: int, data: bytes | memoryview) -> None:
         view = view[fs.write(fd, view):]
 
 
-def makedirs_durably(fs: FileSystem, path: str) -> None:
-    """``path``, made with any missing parents, and the entries of all of them durable."""
-    missing = []
-    level = os.path.abspath(path)
-    while not fs.isdir(level):
-        missing.append(level)
+def makedirs_durably(fs: FileSystem, path: str, up_to: str | None = None) -> None:
+    """``path``, made with any missing parents, and the entries of all of them durable, and
+    those of every level from ``up_to`` down to ``path`` whether made now or not (a crash may
+    have left one made but never synced)."""
+    target = os.path.abspath(path)
+    top = os.path.abspath(up_to) if up_to is not None else None
+    levels = []
+    level = target
+    while not fs.isdir(level) or (top is not None and (level == top or level.startswith(top + os.sep))):
+        levels.append(level)
+        if level == os.path.dirname(level):
+            break
         level = os.path.dirname(level)
     fs.makedirs(path)
-    for level in reversed(missing or [os.path.abspath(path)]):
+    for level in reversed(levels or [target]):
         fs.fsync_dir(os.path.dirname(level))
 
 

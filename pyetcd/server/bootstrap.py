@@ -89,13 +89,16 @@ def conf_state(membership: Membership) -> raft_pb2.ConfState:
 
 async def bootstrap(cfg: ServerConfig, platform: Platform) -> Boot:
     fs = platform.fs
-    makedirs_durably(fs, cfg.snap_dir)
+    # (every level down from the data dir: a first start that died may have left one unsynced)
+    makedirs_durably(fs, cfg.snap_dir, up_to=cfg.data_dir)
+    again = False
     if WAL.exists(cfg.wal_dir, fs=fs):
         try:
             return _restart(cfg, fs)
         except _NeverStarted:
             log(logger, logging.WARNING, "the member's first start did not finish: starting it again")
             fs.rmtree(cfg.wal_dir)
+            again = True
     # Without a WAL the member never started: a backend left from an interrupted first start
     # holds nothing that counts.
     if fs.exists(cfg.backend_path):
@@ -103,7 +106,10 @@ async def bootstrap(cfg: ServerConfig, platform: Platform) -> Boot:
     backend = Backend(cfg.backend_path, fs=fs)
     try:
         if cfg["initial-cluster-state"] == "new":
-            return _found(cfg, backend, fs)
+            boot = _found(cfg, backend, fs)
+            if again:  # the others may have gone on without it: learn who is there now
+                boot.peers = await _current_members(cfg, boot.cluster_id, boot.member_id, platform)
+            return boot
         return await _join(cfg, backend, platform)
     except BaseException:
         backend.close()
@@ -190,6 +196,18 @@ def _found(cfg: ServerConfig, backend: Backend, fs: FileSystem) -> Boot:
         index=BOOT_INDEX, term=BOOT_TERM, conf_state=raft_pb2.ConfState(voters=sorted(ids.values())))))
     storage.set_hard_state(hardstate)
     return Boot(local_id, cid, wal, storage, backend)
+
+
+async def _current_members(cfg: ServerConfig, cid: int, local_id: int, platform: Platform
+                           ) -> list[rpc_pb2.Member]:
+    """The cluster's members as a founder's peers tell them, if any of them answers (sim F11: a
+    founder starting again later knew only the founders and could not answer a newer leader)."""
+    others = [url for name, urls in cfg.initial_cluster().items() if name != cfg.name for url in urls]
+    try:
+        answered, members = await platform.fetch_cluster(others)
+    except (ConnectionError, OSError, ValueError):
+        return []
+    return [m for m in members if m.ID != local_id] if answered == cid else []
 
 
 async def _join(cfg: ServerConfig, backend: Backend, platform: Platform) -> Boot:
