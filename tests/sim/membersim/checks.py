@@ -74,12 +74,13 @@ async def check_members(members: list[SimMember], ref: Reference, ask: Ask) -> l
 
 
 async def _hashes(member: SimMember, ask: Ask) -> dict[int, int]:
-    """HashKV at every revision from the compacted one to the current one."""
-    latest = await ask(member, lambda server: server.hash_kv(rpc_pb2.HashKVRequest(revision=0)))
-    out = {}
-    for rev in range(max(1, latest.compact_revision), latest.header.revision + 1):
-        out[rev] = (await ask(member, lambda server: server.hash_kv(rpc_pb2.HashKVRequest(revision=rev)))).hash
-    return out
+    """HashKV at every revision from the compacted one to the current one (one call that asks
+    the member's server for each revision)."""
+    async def every_revision(server) -> dict[int, int]:
+        latest = await server.hash_kv(rpc_pb2.HashKVRequest(revision=0))
+        return {rev: (await server.hash_kv(rpc_pb2.HashKVRequest(revision=rev))).hash
+                for rev in range(max(1, latest.compact_revision), latest.header.revision + 1)}
+    return await ask(member, every_revision)
 
 
 def _kvs(resp: rpc_pb2.RangeResponse) -> dict[bytes, tuple]:

@@ -142,8 +142,10 @@ class FaultInjector:
         leader = self.cluster.leader()
         blocked = set()
         if leader is not None and rng.random() < 0.5:
-            # the leader and a minority on one side; maybe only one direction is cut
-            side = {leader.name, *rng.sample(hosts, rng.randint(0, (len(hosts) - 1) // 2))}
+            # the leader and others on a minority side (their logs get its uncommitted tail);
+            # maybe only one direction is cut
+            others = [h for h in hosts if h != leader.name]
+            side = {leader.name, *rng.sample(others, rng.randint(0, max(0, (len(hosts) - 1) // 2 - 1)))}
             one_way = rng.random() < 0.3
             for a in side:
                 for b in hosts:

@@ -6,7 +6,8 @@ operator to. When the add's outcome is unknown, the machine is started all the s
 did not happen, its start fails: it is not in the cluster). Removed members stop by themselves
 (member.py watches for that). The strict reconfiguration check keeps the cluster from losing
 its quorum by a removal; the operator keeps it at ``max_members`` at most, and with
-``two_voter_removal`` off never removes one of two voters (FINDINGS.md F8).
+``two_voter_removal`` off never removes one of two voters (FINDINGS.md F8), with
+``add_while_down`` off never adds one while another member is down (F11).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from membersim.history import History, Outcome, classify
 
 class Reconfigurer:
     def __init__(self, cluster: Cluster, history: History, rng: random.Random, timeout: float,
-                 max_members: int, interval: float, two_voter_removal: bool) -> None:
+                 max_members: int, interval: float, two_voter_removal: bool, add_while_down: bool) -> None:
         self.cluster = cluster
         self.history = history
         self.rng = rng
@@ -29,6 +30,7 @@ class Reconfigurer:
         self.max_members = max_members
         self.interval = interval
         self.two_voter_removal = two_voter_removal
+        self.add_while_down = add_while_down
 
     async def run(self, until: float) -> None:
         loop = self.cluster.world.loop
@@ -41,7 +43,8 @@ class Reconfigurer:
             voters = [m for m in members if not m.isLearner]
             removable = [m for m in members if m.isLearner or len(voters) != 2 or self.two_voter_removal]
             choices = ["remove"] if len(members) > 1 and removable else []
-            if len(members) < self.max_members:
+            quiet = self.add_while_down or all(m.up for m in self.cluster.live())
+            if len(members) < self.max_members and quiet:
                 choices.append("add")
             if learners:
                 choices += ["promote", "promote"]

@@ -4,7 +4,8 @@
 2. for ``duration`` virtual seconds, KV clients, the reconfigurer and the fault injector run;
 3. every fault heals; members that are down and still in the cluster restart; the members
    must converge (one leader, everyone applied the leader's commit index, a last write applied
-   everywhere) within ``converge_timeout``;
+   everywhere) within ``converge_timeout``, and again once the requests still in flight had
+   time to settle;
 4. the checks (checks.py) run; any finding raises SimFailure with the seed and the trace tail.
 """
 from __future__ import annotations
@@ -72,11 +73,17 @@ class Simulation:
         if options.faults.membership and options.max_members > 1:
             actors.append(Reconfigurer(cluster, self.history, world.rng_for("reconfig"), options.client_timeout,
                                        options.max_members, options.reconfig_interval,
-                                       options.faults.two_voter_removal).run(until))
+                                       options.faults.two_voter_removal, options.faults.add_while_down).run(until))
         await asyncio.gather(*actors)
         self.injector.heal()
         world.trace("healed: converging")
         converged = await self.converge()
+        if not isinstance(converged, Finding):
+            # Proposals whose clients gave up may still commit (or be fenced) for up to two
+            # request timeouts: let them settle, so that the log checked is the final one.
+            await asyncio.sleep(2 * options.request_timeout + 1)
+            world.trace("settled: converging again")
+            converged = await self.converge()
         findings = checks.run_time_findings(world)
         if isinstance(converged, Finding):
             return findings + [converged]

@@ -1,7 +1,7 @@
 """Seeded KV clients: puts, deletes, compare-and-swap txns, reads and compactions.
 
-Each client calls one random member at a time (a real client's connection) and records every
-call in the History. Keys come from a small set, so operations contend. Every write carries a
+Each client calls one random member at a time (a real client's connection), now and then a
+burst of concurrent puts, and records every call in the History. Keys come from a small set, so operations contend. Every write carries a
 unique token (reference.token) that maps it to its entry in the log: a put's value, a
 compare-and-swap's new value, a delete's ``range_end`` (``key + b"\\0" + token``:
 the same single-key range for our keys, which never contain a zero byte).
@@ -21,6 +21,7 @@ from pyetcd.proto.etcdserverpb import rpc_pb2
 
 from membersim.cluster import Cluster
 from membersim.history import History, Op, Outcome, classify
+from membersim.member import SimMember
 from membersim.reference import token
 
 KEYS = [b"k%d" % i for i in range(6)]
@@ -45,7 +46,9 @@ class KVClient:
         rng = self.rng
         while loop.time() < until:
             r = rng.random()
-            if r < 0.35:
+            if r < 0.05:
+                await self.burst()
+            elif r < 0.37:
                 await self.put()
             elif r < 0.45:
                 await self.delete()
@@ -57,11 +60,17 @@ class KVClient:
                 await self.compact()
             await asyncio.sleep(rng.expovariate(1 / self.think))
 
-    async def call(self, kind: str, request: Callable[[int], Message] | Message, method: str) -> Op:
-        """One call; ``request`` may be a function of the operation's ID (to embed its token)."""
+    def _member(self) -> SimMember:
+        """A member to call: mostly one that is serving, now and then any."""
         members = self.cluster.live()
         up = [m for m in members if m.serving]
-        member = self.rng.choice(up if up and self.rng.random() < 0.9 else members)
+        return self.rng.choice(up if up and self.rng.random() < 0.9 else members)
+
+    async def call(self, kind: str, request: Callable[[int], Message] | Message, method: str,
+                   member: SimMember | None = None) -> Op:
+        """One call (to ``member``, else a random one); ``request`` may be a function of the
+        operation's ID (to embed its token)."""
+        member = member or self._member()
         loop = self.cluster.world.loop
         op = self.history.begin(self.name, member.name, kind, request, loop.time())
         request = op.request
@@ -80,9 +89,17 @@ class KVClient:
     def _key(self) -> bytes:
         return self.rng.choice(KEYS)
 
-    async def put(self) -> None:
+    async def put(self, member: SimMember | None = None) -> None:
         key, prev_kv = self._key(), self.rng.random() < 0.3
-        await self.call("put", lambda op_id: rpc_pb2.PutRequest(key=key, value=token(op_id), prev_kv=prev_kv), "put")
+        await self.call("put", lambda op_id: rpc_pb2.PutRequest(key=key, value=token(op_id), prev_kv=prev_kv), "put",
+                        member)
+
+    async def burst(self) -> None:
+        """Many puts at once, mostly to the leader (a controller's parallel writes): a leader cut
+        off then piles up a long uncommitted tail in its log and its followers'."""
+        leader = self.cluster.leader()
+        member = leader if leader is not None and self.rng.random() < 0.7 else self._member()
+        await asyncio.gather(*[self.put(member) for _ in range(self.rng.randint(5, 30))])
 
     async def delete(self) -> None:
         key, prev_kv = self._key(), self.rng.random() < 0.5
