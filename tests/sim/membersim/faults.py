@@ -54,11 +54,13 @@ class FaultInjector:
         rng, f, plan = self.rng, self.faults, []
         if f.disk_crashes and rng.random() < P_CRASH_PLAN:
             op, most = rng.choice(CRASH_POINTS)
-            plan.append(DiskFault(op, rng.randint(1, most), rng.choice([FaultKind.CRASH_BEFORE, FaultKind.CRASH_AFTER])))
+            kind = rng.choice([FaultKind.CRASH_BEFORE, FaultKind.CRASH_AFTER])
+            plan.append(DiskFault(op, rng.randint(1, most), kind))
         if f.torn_writes and rng.random() < P_TORN_PLAN:
             plan.append(DiskFault("write", rng.randint(1, 150), FaultKind.TORN))
         if f.io_errors and rng.random() < P_ERROR_PLAN:
-            plan.append(DiskFault(rng.choice(FAILABLE), rng.randint(1, 40), rng.choice([FaultKind.EIO, FaultKind.ENOSPC])))
+            kind = rng.choice([FaultKind.EIO, FaultKind.ENOSPC])
+            plan.append(DiskFault(rng.choice(FAILABLE), rng.randint(1, 40), kind))
         return plan
 
     # ---- the loop ------------------------------------------------------------------------------

@@ -85,7 +85,8 @@ class Recorder:
                 return
             previous = term
         if server.raft.term < previous:
-            self.violation("log-terms", f"{process.name} starts at term {server.raft.term}, its log has term {previous}")
+            self.violation("log-terms", f"{process.name} starts at term {server.raft.term}, "
+                           f"its log has term {previous}")
 
     def _led(self, name: str, term: int, lead: int) -> None:
         known = self.leaders.setdefault(term, (lead, name))

@@ -1,10 +1,11 @@
 """Seeded KV clients: puts, deletes, compare-and-swap txns, reads and compactions.
 
 Each client calls one random member at a time (a real client's connection), now and then a
-burst of concurrent puts, and records every call in the History. Keys come from a small set, so operations contend. Every write carries a
-unique token (reference.token) that maps it to its entry in the log: a put's value, a
-compare-and-swap's new value, a delete's ``range_end`` (``key + b"\\0" + token``:
-the same single-key range for our keys, which never contain a zero byte).
+burst of concurrent puts, and records every call in the History. Keys come from a small set,
+so operations contend. Every write carries a unique token (reference.token) that maps it to its
+entry in the log: a put's value, a compare-and-swap's new value, a delete's ``range_end``
+(``key + b"\\0" + token``: the same single-key range for our keys, which never contain a zero
+byte).
 
 The compare-and-swap is Kubernetes' update: read the key, then
 ``Txn(If mod_revision(key) == seen, Then put(key), Else range(key))``.
