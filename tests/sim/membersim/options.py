@@ -62,6 +62,7 @@ class Faults:
 OPEN_FINDINGS = (
     "first_start_crashes",   # F9, F10, F11 (F2 is fixed)
     "add_while_down",        # F11
+    "two_voter_removal",     # F8 (reopened)
 )
 
 
