@@ -94,6 +94,8 @@ class EtcdServer:
         self._stashed: dict[tuple[int, int], str] = {}  # (index, term) of that snapshot -> its database
         self._checkpoint: asyncio.Task | None = None
         self._leaving: asyncio.Task | None = None
+        self._peer_ids: set[int] = set()  # the transport's peers
+        self._peer_lookup: asyncio.Task | None = None
         self._checkpoint_at = 0.0  # loop time of the last one
         self._leader_changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -146,7 +148,7 @@ class EtcdServer:
                        loop.create_task(self._publish(), name="publish")]
 
     async def stop(self) -> None:
-        for task in [*self._tasks, *([self._leaving] if self._leaving else [])]:
+        for task in [*self._tasks, *(t for t in (self._leaving, self._peer_lookup) if t is not None)]:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.compactor.stop()
@@ -284,8 +286,9 @@ class EtcdServer:
             return
         if change.kind == MemberChange.REMOVE:
             self.transport.remove_peer(peer_id)
+            self._peer_ids.discard(peer_id)
         elif change.kind in (MemberChange.ADD, MemberChange.ADD_LEARNER) and peer_id not in self.membership.removed:
-            self.transport.add_peer(peer_id, list(change.member.peerURLs))
+            self._add_peer(peer_id, list(change.member.peerURLs))
 
     def _apply_member_change(self, w, change: MemberChange) -> rpc_pb2.MemberListResponse:
         """Applier handler: the member list changes inside the batch's write transaction."""
@@ -414,6 +417,8 @@ class EtcdServer:
     # ---- peer transport callbacks --------------------------------------------------------------
 
     def _on_peer_message(self, from_id: int, data: bytes) -> None:
+        if from_id not in self._peer_ids:
+            self._unknown_sender(from_id)
         try:
             self.raft.step(raft_pb2.Message.FromString(data))
         except Exception as e:  # noqa: BLE001 - a Raft invariant broke: the member cannot go on safely
@@ -455,11 +460,38 @@ class EtcdServer:
         """Give the transport every member (and ``extra``) to talk to; refuse removed IDs."""
         for removed in self.membership.removed:  # a removed member must not come back
             self.transport.remove_peer(removed)
-        known = set(self.transport.peers())
+            self._peer_ids.discard(removed)
         for member in [*self.membership.members.values(), *extra]:
-            if member.ID != self.member_id and member.ID not in known:
-                self.transport.add_peer(member.ID, list(member.peerURLs))
-                known.add(member.ID)
+            if member.ID != self.member_id and member.ID not in self._peer_ids:
+                self._add_peer(member.ID, list(member.peerURLs))
+
+    def _add_peer(self, peer_id: int, urls: list[str]) -> None:
+        self.transport.add_peer(peer_id, urls)
+        self._peer_ids.add(peer_id)
+
+    def _unknown_sender(self, sender: int) -> None:
+        """A member this one does not know spoke (one added while it was down, its member list
+        older than the sender): ask the members it knows who is in the cluster now, so that it
+        can answer (sim F11; etcd's rafthttp learns the sender's URLs from its request)."""
+        if sender in self.membership.removed or (self._peer_lookup and not self._peer_lookup.done()):
+            return
+        self._peer_lookup = asyncio.get_running_loop().create_task(self._look_up_peers(), name="peer-lookup")
+
+    async def _look_up_peers(self) -> None:
+        urls = [url for m in self.membership.members.values() if m.ID != self.member_id for url in m.peerURLs]
+        try:
+            cid, members = await self.platform.fetch_cluster(urls)
+        except (ConnectionError, OSError, ValueError) as e:
+            log(logger, logging.WARNING, "cannot learn the cluster's current members", error=str(e))
+            await asyncio.sleep(self.election_ticks * self.tick_seconds)  # (before the next attempt)
+            return
+        if cid == self.cluster_id:
+            for member in members:
+                if member.ID != self.member_id and member.ID not in self._peer_ids \
+                        and member.ID not in self.membership.removed:
+                    log(logger, logging.INFO, "added a peer the member list does not have yet",
+                        **{"remote-peer-id": f"{member.ID:x}"})
+                    self._add_peer(member.ID, list(member.peerURLs))
 
     # ---- helpers ---------------------------------------------------------------------------
 

@@ -278,3 +278,27 @@ async def test_a_founder_whose_first_start_died_before_its_boot_marker_starts_ag
     finally:
         boot.wal.close()
         boot.backend.close()
+
+
+async def test_a_member_hearing_from_a_member_it_does_not_know_learns_its_urls(tmp_path):
+    """sim F11: restarted with a member list older than the leader (added while it was down), a
+    member heard the leader but could not answer it."""
+    newcomer = rpc_pb2.Member(ID=0xC0FFEE, name="new", peerURLs=[f"http://127.0.0.1:{free_port()}"])
+    asked = []
+
+    async def fetch_cluster(urls):
+        asked.append(urls)
+        return server.cluster_id, [*server.membership.sorted_members(), newcomer]
+
+    cfg = config(str(tmp_path / "m"), peers=2)
+    server = EtcdServer(cfg, Platform(fetch_cluster=fetch_cluster))
+    await server.start()
+    try:
+        hello = raft_pb2.Message(type=raft_pb2.MsgAppResp, from_=newcomer.ID, to=server.member_id,
+                                 term=server.raft.term)
+        server._on_peer_message(newcomer.ID, hello.SerializeToString())
+        await server._peer_lookup
+        assert newcomer.ID in server.transport.peers()
+        assert asked and all("127.0.0.1" in url for url in asked[0])  # it asked the members it knows
+    finally:
+        await server.stop()
