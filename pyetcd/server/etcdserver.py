@@ -441,13 +441,13 @@ class EtcdServer:
         self._leaving = asyncio.get_running_loop().create_task(self._leave(), name="leave")
 
     async def _leave(self) -> None:
-        """Stop a moment after the removal. A removed leader first waits (for a while) until
-        another member leads: Raft hands leadership over, and the new leader can commit the
+        """Stop a moment after the removal. A removed member first waits (for a while) until
+        another member leads (not only until it stops leading itself, sim F8): Raft hands leadership over, and the new leader can commit the
         removal only with this member's acknowledgement while its configuration still counts it
         (in a two-member cluster the survivor could otherwise never commit again)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10 * self.election_ticks * self.tick_seconds
-        while self.raft.lead == self.member_id and loop.time() < deadline:
+        while self.raft.lead in (0, self.member_id) and loop.time() < deadline:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(deadline - loop.time()):
                     await self._leader_changed.wait()

@@ -38,11 +38,14 @@ The pieces, one module each:
   reference.py   the agreed log replayed through a fresh Applier on a fresh Backend
   linearizability.py, checks.py   the checks below
   simulation.py  one seed from start to end; ``run_seed``
+  planted.py     defects of issue 6 put back (``run.py --member --plant NAME``), to show the
+                 checks catch them
 
 Checked (the invariant names a failure reports):
 
   while running   log-agreement (every member applies the same entry at each index),
-                  apply-order, election-safety (one leader per term, by every member's view)
+                  apply-order, election-safety (one leader per term, by every member's view),
+                  log-terms (the log a member starts from: terms never go down)
   after healing   liveness (everyone restarted and converged on the leader's commit index),
                   log-gap, member-stopped (a fatal stop or failed start no injected fault
                   explains), escaped-error (an exception out of member code),
