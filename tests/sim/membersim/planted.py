@@ -12,11 +12,14 @@ undoing one fix the way the defect was before it:
   wal-keeps-log              (defect 3) the WAL marker of a received snapshot keeps the entries
                              written before it above its index (an old leader's uncommitted
                              tail comes back at restart)
+  snapshot-says-raft-index   (defect 5) the snapshot message carries the index Raft chose, not
+                             the copy's own (newer) one, and the follower takes the copy without
+                             checking: its backend is ahead of where Raft restores to
+  conf-change-over-snapshot  (defect 7) conf changes of a Ready in flight while a snapshot was
+                             accepted are applied to Raft on top of the snapshot's configuration
 
     python tests/sim/run.py --member --plant read-any-answer --seeds 200   # expect failures
 
-Defects 5 and 7 have no plant yet: their fixes are conditions inside EtcdServer.apply and
-bootstrap that a patch from outside cannot take out without copying those methods.
 Plants patch private member code: when the member changes, a plant may need to follow.
 """
 from __future__ import annotations
@@ -72,8 +75,34 @@ def wal_keeps_log() -> contextlib.AbstractContextManager:
     return _patched(WAL, "save_snapshot", make)
 
 
+def snapshot_says_raft_index() -> contextlib.AbstractContextManager:
+    def make_copy(original):
+        def snapshot_copy(self: EtcdServer):
+            path, _ = original(self)
+            return path, self.raft.storage.snapshot().metadata
+        return snapshot_copy
+    stack = contextlib.ExitStack()
+    stack.enter_context(_patched(EtcdServer, "snapshot_copy", make_copy))
+    stack.enter_context(_patched(snapshot, "check_received", lambda original: lambda path, message: None))
+    return stack
+
+
+def conf_change_over_snapshot() -> contextlib.AbstractContextManager:
+    def make(original):
+        def apply(self: EtcdServer, entries) -> None:
+            restored, self._restored_index = self._restored_index, 0
+            try:
+                original(self, entries)
+            finally:
+                self._restored_index = restored
+        return apply
+    return _patched(EtcdServer, "apply", make)
+
+
 PLANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "snapshot-before-judgement": snapshot_before_judgement,
     "read-any-answer": read_any_answer,
     "wal-keeps-log": wal_keeps_log,
+    "snapshot-says-raft-index": snapshot_says_raft_index,
+    "conf-change-over-snapshot": conf_change_over_snapshot,
 }
