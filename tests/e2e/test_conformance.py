@@ -23,6 +23,25 @@ pytestmark = pytest.mark.skipif(not (os.path.exists(ETCD_DIFF) and have_ref()),
                                 reason="needs ../shared/conformance and the real etcd binaries")
 
 
+# etcdctl prints an added member's ID with "%16x": an ID below 2**60 (one in 16, on either side)
+# gets a leading space, and the shared 15-cluster-3.txt reads it with `cut -d' ' -f2`, which then
+# yields nothing. The shared file is read-only; run a copy that takes the second field with awk.
+ID_FIELD_FIXES = {"15-cluster-3.txt": ("cut -d' ' -f2 $DATA/add", "awk '{print $2}' $DATA/add")}
+
+
+def scenario_path(scenario: str, tmp_path) -> str:
+    path = os.path.join(SCENARIOS, scenario)
+    if scenario not in ID_FIELD_FIXES:
+        return path
+    old, new = ID_FIELD_FIXES[scenario]
+    with open(path) as f:
+        text = f.read()
+    assert old in text, f"{scenario} no longer reads member IDs with {old!r}: drop the fix"
+    copy = tmp_path / scenario
+    copy.write_text(text.replace(old, new))
+    return str(copy)
+
+
 def run_etcd_diff(*args: str) -> str:
     env = {**os.environ, "ETCD_REF_DIR": REF_DIR}
     proc = subprocess.run([sys.executable, ETCD_DIFF, "-q", *args], capture_output=True, text=True,
@@ -32,9 +51,9 @@ def run_etcd_diff(*args: str) -> str:
 
 
 @pytest.mark.parametrize("scenario", SERVER_FILES)
-def test_real_etcdctl_against_pyetcd(scenario):
+def test_real_etcdctl_against_pyetcd(scenario, tmp_path):
     out = run_etcd_diff("--mode", "server", "--candidate-server", f"{sys.executable} -m pyetcd",
-                        os.path.join(SCENARIOS, scenario))
+                        scenario_path(scenario, tmp_path))
     assert out.strip().splitlines()[-1].endswith(" 0 failed"), out
 
 
@@ -43,7 +62,7 @@ CTL_FILES = ["01-kv-basic.txt", "02-put-del-options.txt", "03-txn.txt", "04-comp
 
 
 @pytest.mark.parametrize("scenario", CTL_FILES)
-def test_pyetcd_etcdctl_against_real_etcd(scenario):
+def test_pyetcd_etcdctl_against_real_etcd(scenario, tmp_path):
     etcdctl = os.path.join(os.path.dirname(sys.executable), "etcdctl")
-    out = run_etcd_diff("--mode", "ctl", "--candidate-ctl", etcdctl, os.path.join(SCENARIOS, scenario))
+    out = run_etcd_diff("--mode", "ctl", "--candidate-ctl", etcdctl, scenario_path(scenario, tmp_path))
     assert out.strip().splitlines()[-1].endswith(" 0 failed"), out
