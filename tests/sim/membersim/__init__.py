@@ -32,7 +32,9 @@ The pieces, one module each:
   reconfig.py    member add (learner or voter, joining with ``--initial-cluster-state existing``
                  and an empty data dir), remove, promote
   faults.py      the fault injector: kills (leader half of the time), pauses, power loss,
-                 partitions, lossy spells, slow snapshot streams, slow disks, disk fault plans
+                 partitions, the leader cut off until just after the next election, lossy
+                 spells, slow snapshot streams, slow disks, disk fault plans (one of them: a
+                 crash at a received snapshot's swap into the database file)
   options.py     run length, cluster sizes, timings, and the switches per fault kind
   recorder.py    wraps each server's ``apply`` and ``on_soft_state``: the agreed log
   reference.py   the agreed log replayed through a fresh Applier on a fresh Backend
@@ -53,7 +55,8 @@ Checked (the invariant names a failure reports):
                   duplicate-apply, response-mismatch and response-term (against the reference at
                   the write's entry), real-time-order, stale-read, read-from-future,
                   read-mismatch, lost-reconfiguration; then across members: hash-mismatch
-                  (HashKV at every shared revision), state-mismatch, members-mismatch
+                  (HashKV at every shared revision), state-mismatch, members-mismatch;
+                  per member: conf-mismatch (Raft's voters and learners are its member list)
 
 Two harness patches stand in for the kernel, not for a missing seam: ``lmdb.open`` is wrapped
 so a process's LMDB environments close when it dies (world.py), and a process's open file

@@ -61,6 +61,7 @@ async def check_members(members: list[SimMember], ref: Reference, ask: Ask) -> l
         hashes[m.name] = await _hashes(m, ask)
         listed = await ask(m, lambda server: server.member_list(rpc_pb2.MemberListRequest()))
         member_lists[m.name] = sorted((x.ID, x.isLearner, tuple(x.peerURLs)) for x in listed.members)
+        findings += await _check_conf_state(m, ask)
     names = list(hashes)
     for other in names[1:]:
         a, b = hashes[names[0]], hashes[other]
@@ -71,6 +72,19 @@ async def check_members(members: list[SimMember], ref: Reference, ask: Ask) -> l
             findings.append(Finding("members-mismatch", f"{names[0]}: {member_lists[names[0]]}, "
                                     f"{other}: {member_lists[other]}"))
     return findings
+
+
+async def _check_conf_state(member: SimMember, ask: Ask) -> list[Finding]:
+    """Raft's configuration is the member list's (once everything committed is applied)."""
+    async def both(server):
+        conf = server.raft.node.raft.prs.conf_state()
+        return ((list(conf.voters), list(conf.learners)),
+                (server.membership.voters(), server.membership.learners()))
+    raft, listed = await ask(member, both)
+    if raft == listed:
+        return []
+    return [Finding("conf-mismatch", f"{member.name}: raft's voters and learners are {raft}, "
+                    f"the member list's {listed}")]
 
 
 async def _hashes(member: SimMember, ask: Ask) -> dict[int, int]:

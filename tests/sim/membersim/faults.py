@@ -9,6 +9,7 @@ simulation's job then.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 
 from membersim.cluster import Cluster
@@ -28,7 +29,10 @@ SOON = (0.0, 0.3)
 # (operation, the highest occurrence to pick): how far into a process's life a disk fault lands
 CRASH_POINTS = [(ANY, 600), ("fdatasync", 60), ("fsync", 20), ("write", 150), ("rename", 6),
                 ("fsync_dir", 10), ("unlink", 10), ("open", 30), ("pwrite", 10)]
-P_CRASH_PLAN, P_TORN_PLAN, P_ERROR_PLAN = 0.35, 0.15, 0.1
+# a received snapshot's swap into the database file: its WAL marker is written, the entries Raft
+# appends next are not yet
+SWAP = f" -> {os.path.join('member', 'snap', 'db')}"
+P_CRASH_PLAN, P_SWAP_CRASH_PLAN, P_TORN_PLAN, P_ERROR_PLAN = 0.35, 0.15, 0.15, 0.1
 
 
 class FaultInjector:
@@ -56,6 +60,9 @@ class FaultInjector:
             op, most = rng.choice(CRASH_POINTS)
             kind = rng.choice([FaultKind.CRASH_BEFORE, FaultKind.CRASH_AFTER])
             plan.append(DiskFault(op, rng.randint(1, most), kind))
+        if f.disk_crashes and rng.random() < P_SWAP_CRASH_PLAN:
+            kind = rng.choice([FaultKind.CRASH_BEFORE, FaultKind.CRASH_AFTER])
+            plan.append(DiskFault("rename", rng.randint(1, 2), kind, SWAP))
         if f.torn_writes and rng.random() < P_TORN_PLAN:
             plan.append(DiskFault("write", rng.randint(1, 150), FaultKind.TORN))
         if f.io_errors and rng.random() < P_ERROR_PLAN:
@@ -86,7 +93,7 @@ class FaultInjector:
         f, rng = self.faults, self.rng
         actions = [a for a, on in [
             (self.kill, f.kills), (self.pause, f.pauses), (self.power_loss, f.power_loss),
-            (self.partition, f.partitions), (self.heal_network, f.partitions or f.lossy_network),
+            (self.partition, f.partitions), (self.isolate_leader, f.partitions), (self.heal_network, f.partitions or f.lossy_network),
             (self.lossy, f.lossy_network), (self.slow_snapshots, f.slow_snapshots),
             (self.slow_disk, f.slow_disk)] if on]
         if actions:
@@ -157,10 +164,35 @@ class FaultInjector:
                             blocked.add((b, a))
         else:
             blocked = {(a, b) for a in hosts for b in hosts if a != b and rng.random() < 0.3}
-        net = self.world.network
-        net.blocked = blocked
+        self._block(blocked)
+        self._later(NETWORK_FAULT, lambda: self.world.network.blocked is blocked and self.heal_network())
+
+    def isolate_leader(self) -> None:
+        """The leader cut off alone, both ways, until soon after the others elect another (a
+        flapping link): the deposed leader still holds what it appended alone, and a new leader
+        that took a snapshot meanwhile sends it one below that uncommitted tail."""
+        leader = self.cluster.leader()
+        if leader is None:
+            return
+        hosts = [m.name for m in self.cluster.live() if m is not leader]
+        blocked = {pair for h in hosts for pair in ((leader.name, h), (h, leader.name))}
+        self._block(blocked)
+        self.world.loop.create_task(self._heal_after_election(leader, blocked))
+
+    def _block(self, blocked: set) -> None:
+        self.world.network.blocked = blocked
         self.world.trace(f"partition: blocked {sorted(blocked)}")
-        self._later(NETWORK_FAULT, lambda: net.blocked is blocked and self.heal_network())
+
+    async def _heal_after_election(self, deposed: SimMember, blocked: set) -> None:
+        net, loop = self.world.network, self.world.loop
+        deadline = loop.time() + NETWORK_FAULT[1]
+        while net.blocked is blocked and loop.time() < deadline:
+            if any(m.server.is_leader for m in self.cluster.serving() if m is not deposed):
+                await asyncio.sleep(self.rng.uniform(*SOON))
+                break
+            await asyncio.sleep(0.05)
+        if net.blocked is blocked:
+            self.heal_network()
 
     def _later(self, span: tuple[float, float], action) -> None:
         self.world.loop.call_later(self.rng.uniform(*span), action)

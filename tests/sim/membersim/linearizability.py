@@ -44,8 +44,8 @@ def check_history(history: History, ref: Reference) -> list[Finding]:
         elif op.outcome is Outcome.FAILED and entry is not None:
             findings.append(Finding("failed-write-applied", f"{op} applied at {entry.index}", op.returned))
 
-    acked = sorted((op.returned, applied[op.id]) for op in writes
-                   if op.outcome is Outcome.OK and op.id in applied)
+    acked = sorted(((op.returned, applied[op.id]) for op in writes
+                    if op.outcome is Outcome.OK and op.id in applied), key=lambda pair: pair[0])
     ack_times = [t for t, _ in acked]
     max_index = list(accumulate((e.index for _, e in acked), max))
     max_rev = list(accumulate((e.rev_after for _, e in acked), max))

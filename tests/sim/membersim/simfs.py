@@ -1,8 +1,8 @@
 """The member's FileSystem (pyetcd.fileutil) in the simulation: real files, injected faults.
 
 One SimFileSystem per process (one run of a member). Every call is one I/O step, counted in
-total and per operation. A DiskFault picks a step (the n-th call of an operation, or the n-th
-step of any kind) and what happens there:
+total and per operation. A DiskFault picks a step (the n-th call of an operation, of an operation on
+a path containing a given text, or the n-th step of any kind) and what happens there:
 
 - ``crash-before`` / ``crash-after``: the process dies before or after the step;
 - ``torn``: a write (or pwrite) puts only a prefix of its data in the file, then the process dies;
@@ -47,9 +47,10 @@ class DiskFault:
     op: str      # a FileSystem method name, or ANY
     nth: int     # 1-based count of that operation (of every step for ANY) in this process
     kind: FaultKind
+    on: str = ""  # count only the operations whose target (path, "src -> dst") contains this
 
     def __str__(self) -> str:
-        return f"{self.kind.value} at {self.op} #{self.nth}"
+        return f"{self.kind.value} at {self.op}{f' on {self.on}' if self.on else ''} #{self.nth}"
 
 
 class InjectedIOError(OSError):
@@ -71,6 +72,7 @@ class SimFileSystem:
         self._trace = trace
         self.steps = 0
         self.counts: collections.Counter[str] = collections.Counter()
+        self._on_counts: collections.Counter[DiskFault] = collections.Counter()
         self.injected_error: InjectedIOError | None = None
         self._fds: dict[int, FileNode] = {}
         process.at_kill(self._close_all)
@@ -86,8 +88,7 @@ class SimFileSystem:
             raise ProcessKilled(f"{self.process.name} is dead")
         self.steps += 1
         self.counts[op] += 1
-        fault = next((f for f in self.faults if (f.op == op and f.nth == self.counts[op])
-                      or (f.op == ANY and f.nth == self.steps)), None)
+        fault = next((f for f in self.faults if self._reached(f, op, str(target))), None)
         if fault is None:
             return None
         self.faults.remove(fault)
@@ -102,6 +103,18 @@ class SimFileSystem:
                                                   str(target))
             raise self.injected_error
         return fault
+
+    def _reached(self, fault: DiskFault, op: str, target: str) -> bool:
+        if fault.op == ANY:
+            return fault.nth == self.steps
+        if fault.op != op:
+            return False
+        if not fault.on:
+            return fault.nth == self.counts[op]
+        if fault.on not in target:
+            return False
+        self._on_counts[fault] += 1
+        return fault.nth == self._on_counts[fault]
 
     def _done(self, fault: DiskFault | None, op: str, target: object) -> None:
         if fault is not None and fault.kind is FaultKind.CRASH_AFTER:

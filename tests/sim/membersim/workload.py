@@ -100,7 +100,8 @@ class KVClient:
         off then piles up a long uncommitted tail in its log and its followers'."""
         leader = self.cluster.leader()
         member = leader if leader is not None and self.rng.random() < 0.7 else self._member()
-        await asyncio.gather(*[self.put(member) for _ in range(self.rng.randint(5, 30))])
+        size = self.rng.randint(5, 30) if self.rng.random() < 0.8 else self.rng.randint(50, 200)
+        await asyncio.gather(*[self.put(member) for _ in range(size)])
 
     async def delete(self) -> None:
         key, prev_kv = self._key(), self.rng.random() < 0.5
