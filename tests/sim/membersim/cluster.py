@@ -20,6 +20,8 @@ class Cluster:
         self.world = world
         # the disk fault plan of each new process (the fault injector plugs its own in)
         self.disk_faults: Callable[[SimMember], list[DiskFault]] = lambda member: []
+        # told when a client starts a burst of writes at a member (reactive faults hook in)
+        self.on_burst: Callable[[SimMember], None] = lambda member: None
         self.members: dict[str, SimMember] = {}
         initial = ",".join(f"m{i}=http://m{i}:2380" for i in range(1, founders + 1))
         for _ in range(founders):

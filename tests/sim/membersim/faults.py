@@ -25,6 +25,7 @@ NETWORK_FAULT = (0.5, 5.0)  # how long a partition or a lossy spell lasts (unles
 INTENSITY = [0.5, 1, 1, 2, 4]  # per seed, times the mean interval between faults
 P_PAUSE_SNAPSHOT_SENDER = 0.3  # a leader streaming a snapshot is paused (its stream lands late)
 P_KILL_SNAPSHOT_RECEIVER = 0.3  # a member that just took a snapshot is killed soon after
+P_CUT_BURSTING_LEADER = 0.2  # a leader that a burst of writes is aimed at is cut off as it starts
 SOON = (0.0, 0.3)
 # (operation, the highest occurrence to pick): how far into a process's life a disk fault lands
 CRASH_POINTS = [(ANY, 600), ("fdatasync", 60), ("fsync", 20), ("write", 150), ("rename", 6),
@@ -49,6 +50,8 @@ class FaultInjector:
             network.on_snapshot_sending = self._snapshot_sending
         if faults.kills:
             network.on_snapshot_installed = self._snapshot_installed
+        if faults.partitions:
+            cluster.on_burst = self._burst_at
 
     # ---- disk fault plans ----------------------------------------------------------------------
 
@@ -127,6 +130,10 @@ class FaultInjector:
             process = member.process
             self._later(SOON, lambda: self.active and member.process is process
                         and member.kill("injected after a snapshot"))
+
+    def _burst_at(self, member: SimMember) -> None:
+        if self.active and member.serving and member.server.is_leader and self.rng.random() < P_CUT_BURSTING_LEADER:
+            self.isolate_leader()
 
     def power_loss(self) -> None:
         victim = self._victim()

@@ -101,6 +101,7 @@ class KVClient:
         leader = self.cluster.leader()
         member = leader if leader is not None and self.rng.random() < 0.7 else self._member()
         size = self.rng.randint(5, 30) if self.rng.random() < 0.8 else self.rng.randint(50, 200)
+        self.cluster.on_burst(member)
         await asyncio.gather(*[self.put(member) for _ in range(size)])
 
     async def delete(self) -> None:
