@@ -214,8 +214,13 @@ async def _join(cfg: ServerConfig, backend: Backend, platform: Platform) -> Boot
     others = [url for name, urls in cfg.initial_cluster().items() if name != cfg.name for url in urls]
     if not others:
         raise ConfigError("--initial-cluster-state existing needs the other members in --initial-cluster")
-    cid, members = await platform.fetch_cluster(others)
     mine = set(cfg["initial-advertise-peer-urls"])
+
+    def lists_me(members: list[rpc_pb2.Member]) -> bool:
+        return any(mine & set(m.peerURLs) for m in members)
+
+    # a peer that has not applied `member add` yet answers without us: ask the others (sim F12)
+    cid, members = await platform.fetch_cluster(others, wanted=lists_me)
     local = next((m for m in members if mine & set(m.peerURLs)), None)
     if local is None:
         raise ConfigError(f"no member of cluster {cid:x} has the peer URLs "

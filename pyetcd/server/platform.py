@@ -45,7 +45,8 @@ class Platform:
     wall_clock: Callable[[], float] = time.time
     # PeerTransport's constructor, or anything taking the same arguments and offering its methods
     transport: Callable[..., PeerTransport] = PeerTransport
-    fetch_cluster: Callable[[list[str]], Awaitable[tuple[int, list[rpc_pb2.Member]]]] = fetch_cluster
+    # (peer URLs, *, wanted=None): transport.join.fetch_cluster's signature
+    fetch_cluster: Callable[..., Awaitable[tuple[int, list[rpc_pb2.Member]]]] = fetch_cluster
     # one unary gRPC call to another member: (client URLs, service, method, request, response type)
     call_member: Callable[..., Awaitable[Any]] = _call_member
     fatal: Callable[[str, BaseException | None], NoReturn] = exit_fatally

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from typing import Callable
 
 from google.protobuf.message import DecodeError
 
@@ -26,12 +27,18 @@ class ClusterUnreachable(ConnectionError):
     """No peer URL answered with the cluster's member list."""
 
 
+Wanted = Callable[[list[rpc_pb2.Member]], bool]
+
+
 async def fetch_cluster(urls: list[str], *, ssl_context: ssl.SSLContext | None = None,
-                        timeout: float = 5.0) -> tuple[int, list[rpc_pb2.Member]]:
+                        timeout: float = 5.0, wanted: Wanted | None = None
+                        ) -> tuple[int, list[rpc_pb2.Member]]:
     """The cluster's ID and member list, from the first of ``urls`` that answers.
 
     Tries every URL in turn, round after round with a growing pause, until ``timeout`` seconds
     have passed; then raises ClusterUnreachable naming the URLs and what each last said.
+    With ``wanted``, an answer it rejects (a member that has not applied a change yet) is kept
+    and the asking goes on: the last such answer is returned if no wanted one comes in time.
     ValueError for a malformed URL, or an https URL without ``ssl_context``.
     """
     if not urls:
@@ -42,6 +49,7 @@ async def fetch_cluster(urls: list[str], *, ssl_context: ssl.SSLContext | None =
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     errors: dict[str, str] = {}
+    unwanted: tuple[int, list[rpc_pb2.Member]] | None = None
     delay = RETRY_DELAY
     while True:
         for url, peer in targets:
@@ -50,15 +58,21 @@ async def fetch_cluster(urls: list[str], *, ssl_context: ssl.SSLContext | None =
                 break
             try:
                 async with asyncio.timeout(min(ATTEMPT_TIMEOUT, left)):
-                    return await _ask(peer, ssl_context if peer.tls else None)
+                    answer = await _ask(peer, ssl_context if peer.tls else None)
             except (OSError, TimeoutError, ssl.SSLError, asyncio.IncompleteReadError, HandshakeError,
                     DecodeError, ValueError) as e:
                 errors[url] = str(e) or type(e).__name__
+                continue
+            if wanted is None or wanted(answer[1]):
+                return answer
+            unwanted = answer
         left = deadline - loop.time()
         if left <= 0:
             break
         await asyncio.sleep(min(delay, left))
         delay = min(RETRY_DELAY_MAX, delay * 2)
+    if unwanted is not None:
+        return unwanted
     detail = "; ".join(f"{url}: {errors.get(url, 'not tried')}" for url in urls)
     raise ClusterUnreachable(f"could not get the cluster's members from any of {', '.join(urls)} "
                              f"within {timeout:g}s ({detail})")

@@ -302,3 +302,31 @@ async def test_a_member_hearing_from_a_member_it_does_not_know_learns_its_urls(t
         assert asked and all("127.0.0.1" in url for url in asked[0])  # it asked the members it knows
     finally:
         await server.stop()
+
+
+async def test_a_joining_member_asks_on_past_a_peer_that_has_not_applied_its_addition(tmp_path):
+    """sim F12: restarted soon after `member add`, a newcomer asked a peer that had not applied
+    the addition yet and stopped ("add it first") although the cluster had it."""
+    cfg = config(str(tmp_path / "m"), peers=2)
+    cfg = ServerConfig({**cfg.values, "initial-cluster-state": "existing"})
+    mine = cfg["initial-advertise-peer-urls"]
+    founder = rpc_pb2.Member(ID=7, name="infra1", peerURLs=["http://127.0.0.1:1"])
+    newcomer = rpc_pb2.Member(ID=9, peerURLs=mine)
+    behind, ahead = [founder], [founder, newcomer]
+
+    def fetcher(*answers: list[rpc_pb2.Member]):
+        async def fetch_cluster(urls, *, wanted=None):
+            return 456, next((a for a in answers if wanted(a)), answers[-1])
+        return fetch_cluster
+
+    os.makedirs(cfg.snap_dir)
+    boot = await bootstrap.bootstrap(cfg, Platform(fetch_cluster=fetcher(behind, ahead)))
+    try:
+        assert (boot.member_id, boot.cluster_id, boot.peers) == (9, 456, [founder])
+    finally:
+        boot.wal.close()
+        boot.backend.close()
+    cfg = ServerConfig({**config(str(tmp_path / "n"), peers=2).values, "initial-cluster-state": "existing"})
+    os.makedirs(cfg.snap_dir)
+    with pytest.raises(ConfigError, match="add it first with `etcdctl member add`"):
+        await bootstrap.bootstrap(cfg, Platform(fetch_cluster=fetcher(behind)))

@@ -444,6 +444,20 @@ async def test_fetch_cluster_retries_a_member_that_cannot_answer_yet(members):
     assert len(calls) == 3
 
 
+async def test_fetch_cluster_asks_on_until_an_answer_is_wanted(members):
+    """sim F12: a member that has not applied `member add` yet answers without the newcomer."""
+    (behind,) = await members(1, cluster_info=cluster_info_of(1, 2))
+    (ahead,) = await members(2, cluster_info=cluster_info_of(1, 2, 3))
+    has_3 = lambda ms: any(m.ID == 3 for m in ms)  # noqa: E731
+    assert await fetch_cluster([behind.url, ahead.url], timeout=5, wanted=has_3) == \
+        (CLUSTER, cluster_info_members(1, 2, 3))
+    # nobody has it: the last answer once the time is up, not an error
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await fetch_cluster([behind.url], timeout=0.5, wanted=has_3) == (CLUSTER, cluster_info_members(1, 2))
+    assert loop.time() - started >= 0.5
+
+
 async def test_fetch_cluster_gives_up_with_an_error_naming_every_url(members):
     (silent,) = await members(1)
     (no_id,) = await members(2, cluster_info=cluster_info_of(1, cluster_id=0))

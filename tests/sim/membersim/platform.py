@@ -19,6 +19,7 @@ from pyetcd.fileutil import FileSystem
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server.platform import Platform
 from pyetcd.transport import ClusterUnreachable
+from pyetcd.transport.join import Wanted
 
 from membersim.network import CallLost, Network, Unreachable, host_of
 from membersim.process import Process
@@ -34,8 +35,8 @@ def member_platform(network: Network, process: Process, fs: FileSystem, host: st
                     rng: random.Random, fatal: Callable[[str, BaseException | None], NoReturn]) -> Platform:
     loop = network.loop
 
-    async def fetch(urls: list[str]) -> tuple[int, list[rpc_pb2.Member]]:
-        return await fetch_cluster(network, host, urls)
+    async def fetch(urls: list[str], *, wanted: Wanted | None = None) -> tuple[int, list[rpc_pb2.Member]]:
+        return await fetch_cluster(network, host, urls, wanted=wanted)
 
     async def call(urls: list[str], service: str, method: str, request: Any, response_type: type, *,
                    timeout: float) -> Any:
@@ -46,11 +47,12 @@ def member_platform(network: Network, process: Process, fs: FileSystem, host: st
                     fetch_cluster=fetch, call_member=call, fatal=fatal)
 
 
-async def fetch_cluster(network: Network, host: str, urls: list[str], timeout: float = 5.0
-                        ) -> tuple[int, list[rpc_pb2.Member]]:
+async def fetch_cluster(network: Network, host: str, urls: list[str], timeout: float = 5.0,
+                        wanted: Wanted | None = None) -> tuple[int, list[rpc_pb2.Member]]:
     loop = network.loop
     deadline = loop.time() + timeout
     failures: dict[str, str] = {}
+    unwanted: tuple[int, list[rpc_pb2.Member]] | None = None
     pause = 0.2
     while True:
         for url in urls:
@@ -65,14 +67,19 @@ async def fetch_cluster(network: Network, host: str, urls: list[str], timeout: f
                 failures[url] = str(e)
                 continue
             answer = rpc_pb2.MemberListResponse.FromString(info)
-            if answer.header.cluster_id:
+            if not answer.header.cluster_id:
+                failures[url] = "the answer names no cluster ID"
+                continue
+            if wanted is None or wanted(list(answer.members)):
                 return answer.header.cluster_id, list(answer.members)
-            failures[url] = "the answer names no cluster ID"
+            unwanted = answer.header.cluster_id, list(answer.members)
         left = deadline - loop.time()
         if left <= 0:
             break
         await asyncio.sleep(min(pause, left))
         pause = min(1.0, pause * 2)
+    if unwanted is not None:
+        return unwanted
     detail = "; ".join(f"{url}: {failures.get(url, 'not tried')}" for url in urls)
     raise ClusterUnreachable(f"could not get the cluster's members from any of {', '.join(urls)} ({detail})")
 
