@@ -330,3 +330,33 @@ async def test_a_joining_member_asks_on_past_a_peer_that_has_not_applied_its_add
     os.makedirs(cfg.snap_dir)
     with pytest.raises(ConfigError, match="add it first with `etcdctl member add`"):
         await bootstrap.bootstrap(cfg, Platform(fetch_cluster=fetcher(behind)))
+
+
+async def test_a_conf_change_of_the_ready_in_flight_is_not_applied_over_an_accepted_snapshot(tmp_path):
+    """Defect 7: a Ready's committed entries apply after its WAL save; a snapshot Raft accepted
+    meanwhile already holds their outcome and what came after (here: the member added was removed
+    again). Applying the old conf change on top brought a phantom voter into Raft's quorum."""
+    source = await leader(config(str(tmp_path / "a")))
+    receiver = await leader(config(str(tmp_path / "b")))
+    try:
+        for i in range(8):
+            await put(source, b"k%d" % i)
+        path, meta = await asyncio.to_thread(source.snapshot_copy)
+        assert meta.index > receiver.applied_index + 1
+        spooled = os.path.join(receiver.cfg.snap_dir, "spooled.tmp")
+        os.replace(path, spooled)
+        await receiver._on_snapshot(0xbeef, snapshot_message(meta, receiver.raft.term + 1), spooled)
+        # (no await since: the Ready loop has not installed it yet, as with a Ready in flight)
+        conf = lambda: receiver.raft.node.raft.prs.conf_state()  # noqa: E731
+        assert list(conf().voters) == [source.member_id] and not conf().learners
+        gone = rpc_pb2.Member(ID=0x1234, peerURLs=["http://127.0.0.1:1"])
+        change = Req(ID=77, member_change=raft_internal_pb2.MemberChange(
+            kind=raft_internal_pb2.MemberChange.ADD, member=gone))
+        cc = raft_pb2.ConfChange(type=raft_pb2.ConfChangeAddNode, node_id=gone.ID,
+                                 context=change.SerializeToString(), id=77)
+        receiver.apply([raft_pb2.Entry(type=raft_pb2.EntryConfChange, term=receiver.raft.term,
+                                       index=receiver.applied_index + 1, data=cc.SerializeToString())])
+        assert list(conf().voters) == [source.member_id] and not conf().learners
+    finally:
+        await receiver.stop()
+        await source.stop()
