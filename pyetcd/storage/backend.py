@@ -98,6 +98,9 @@ class Backend(_Buckets):
             with self._lock:
                 if self.env is None:  # closed meanwhile (which aborted every transaction)
                     return index
+                if self._pin is not None and self._pin.id() >= pin.id():
+                    pin.abort()  # a newer checkpoint finished first: never go back to an older one (sim F13)
+                    return index
                 fsync_file(self._fs, self._data_file)
                 checkpoints.save(self._fs, self.path, checkpoints.Checkpoint(pin.id(), index, self._fs.boot_id(), page))
                 previous, self._pin = self._pin, pin

@@ -102,3 +102,24 @@ def test_a_damaged_checkpoint_file_is_refused(tmp_path):
     machine.boot = "boot-2"
     with pytest.raises(checkpoint.CheckpointError):
         Backend(path, fs=machine)
+
+
+def test_a_checkpoint_that_finishes_after_a_newer_one_is_dropped(tmp_path):
+    """sim F13: a periodic checkpoint, slowed by its fsync, finished after the one taken for a
+    Raft snapshot and saved the older state; the WAL below the snapshot was already released,
+    and after a power loss every start refused (backend behind the WAL's snapshot)."""
+    machine = Machine()
+    path = str(tmp_path / "db")
+    backend = Backend(path, fs=machine)
+    with backend.begin_write() as txn:
+        backend.set_consistent_index(txn, 30, 2)
+    older = backend.begin_checkpoint()
+    with backend.begin_write() as txn:
+        backend.set_consistent_index(txn, 38, 2)
+    assert backend.begin_checkpoint()() == 38
+    older()  # the slow one ends last
+    backend.env.close()
+    machine.boot = "boot-2"
+    restored = Backend(path, fs=machine)
+    assert restored.restored is not None and restored.restored.consistent_index == 38
+    restored.close()
