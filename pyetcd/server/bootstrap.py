@@ -179,11 +179,11 @@ def _found(cfg: ServerConfig, backend: Backend, fs: FileSystem) -> Boot:
             f"--initial-advertise-peer-urls={','.join(cfg['initial-advertise-peer-urls'])}")
     local_id, cid = ids[cfg.name], cluster_id(list(ids.values()))
     membership = Membership(backend)
-    with backend.begin_write() as txn:
-        for name, urls in founders.items():
-            membership.apply(txn, MemberChange(kind=MemberChange.ADD, member=rpc_pb2.Member(
-                ID=ids[name], name=name, peerURLs=urls)))
-        backend.set_consistent_index(txn, BOOT_INDEX, BOOT_TERM)
+    txn = backend.write_txn()
+    for name, urls in founders.items():
+        membership.apply(txn, MemberChange(kind=MemberChange.ADD, member=rpc_pb2.Member(
+            ID=ids[name], name=name, peerURLs=urls)))
+    backend.set_consistent_index(txn, BOOT_INDEX, BOOT_TERM)
     backend.checkpoint()
     wal = WAL.create(cfg.wal_dir, wal_metadata(local_id, cid), fs=fs)
     # The hard state first: a WAL with the boot marker is a member that started (sim F9: one

@@ -27,7 +27,7 @@ from pyetcd.raft import Config, ProposalDropped, RawNode, ReadState, SoftState
 from pyetcd.server import bootstrap, checks, snapshot
 from pyetcd.server.apply import Applier
 from pyetcd.server.compaction import Compactor
-from pyetcd.server.config import ServerConfig
+from pyetcd.server.config import ServerConfig, parse_duration
 from pyetcd.server.idutil import RequestIDs
 from pyetcd.server.membership import MemberChange, Membership, added_member_id
 from pyetcd.server.platform import Platform
@@ -52,6 +52,12 @@ REQUEST_LIFETIME_ENTRIES = 1_000_000
 # How often the backend checkpoints while it is written to. Pages freed since the last checkpoint
 # are reused only after the next one (storage/checkpoint.py): this bounds the file's growth.
 CHECKPOINT_INTERVAL = 0.5
+# The backend's batch (backend.py) is committed this long after it opens, or once it holds this
+# many requests (--backend-batch-interval, --backend-batch-limit: etcd's defaults) or request
+# bytes; a checkpoint, a snapshot copy and the stop commit it at once.
+BACKEND_BATCH_INTERVAL = 0.1
+BACKEND_BATCH_LIMIT = 10_000
+BACKEND_BATCH_BYTES = 32 << 20
 
 
 class _Expired:
@@ -82,6 +88,8 @@ class EtcdServer:
         self.tick_seconds = tick_ms / 1000
         # etcd's request timeout: 5 s plus two election timeouts
         self.request_timeout = 5 + 2 * cfg["election-timeout"] / 1000
+        self.batch_interval = parse_duration(cfg["backend-batch-interval"]) or BACKEND_BATCH_INTERVAL
+        self.batch_limit = cfg["backend-batch-limit"] or BACKEND_BATCH_LIMIT
         self.member_id = 0
         self.cluster_id = 0
         self.applied_index = 0
@@ -97,6 +105,8 @@ class EtcdServer:
         self._peer_ids: set[int] = set()  # the transport's peers
         self._peer_lookup: asyncio.Task | None = None
         self._checkpoint_at = 0.0  # loop time of the last one
+        self._batch_commit: asyncio.TimerHandle | None = None
+        self._batched = (0, 0)  # requests, bytes in the backend's open batch
         self._leader_changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._stopped = asyncio.Event()
@@ -154,6 +164,8 @@ class EtcdServer:
         await self.compactor.stop()
         if self._checkpoint is not None:
             await asyncio.gather(self._checkpoint, return_exceptions=True)
+        if self._batch_commit is not None:
+            self._batch_commit.cancel()
         if self.raft is not None:
             await self.raft.stop()
         if self.transport is not None:
@@ -173,6 +185,7 @@ class EtcdServer:
 
     def _use_backend(self, backend: Backend) -> None:
         self.backend = backend
+        backend.on_batch_opened = self._schedule_batch_commit
         self.store = KVStore(backend)
         self.applier = Applier(self.store)
         self.applier.register("member_change", self._apply_member_change)
@@ -243,6 +256,9 @@ class EtcdServer:
         # (the applied index is recorded even for entries that change nothing: a snapshot or a
         # checkpoint taken at Raft's applied index must find the backend there)
         results = self.applier.apply_batch(batch, through=(entries[-1].index, entries[-1].term))
+        self._batched = (self._batched[0] + len(batch), self._batched[1] + sum(map(len, logged)))
+        if self._batched[0] >= self.batch_limit or self._batched[1] >= BACKEND_BATCH_BYTES:
+            self._commit_batch()
         if any(request.HasField("compaction") for _, _, request in batch):
             self.compactor.notify()
         for (index, term, request), data, result in zip(batch, logged, results):
@@ -263,6 +279,17 @@ class EtcdServer:
                 waiting[0].set_result(response)
         self.applied_index = entries[-1].index
         self._wake_applied_waiters()
+
+    def _schedule_batch_commit(self) -> None:
+        self._batched = (0, 0)
+        if self._batch_commit is None:
+            self._batch_commit = asyncio.get_running_loop().call_later(self.batch_interval, self._commit_batch)
+
+    def _commit_batch(self) -> None:
+        if self._batch_commit is not None:
+            self._batch_commit.cancel()
+            self._batch_commit = None
+        self.backend.commit()
 
     def _skip(self, index: int, request_id: int, cc: raft_pb2.ConfChange | None) -> None:
         """A fenced or expired request's entry: it changes nothing, on every member alike."""
@@ -354,9 +381,12 @@ class EtcdServer:
             self.raft.wal.release_before(compact_to)
         log(logger, logging.INFO, "saved snapshot", **{"snapshot-index": index})
 
-    def snapshot_copy(self) -> tuple[str, raft_pb2.SnapshotMetadata]:
-        """A consistent copy of the backend for a follower, and what it holds (blocking)."""
-        return snapshot.make_copy(self.backend, self.cfg.snap_dir, uuid.UUID(int=self.platform.rng.getrandbits(128)).hex)
+    async def snapshot_copy(self) -> tuple[str, raft_pb2.SnapshotMetadata]:
+        """A consistent copy of the backend for a follower, and what it holds: everything
+        applied (the batch is committed first)."""
+        self.backend.commit()
+        name = uuid.UUID(int=self.platform.rng.getrandbits(128)).hex
+        return await asyncio.to_thread(snapshot.make_copy, self.backend, self.cfg.snap_dir, name)
 
     # ---- snapshots from the leader -------------------------------------------------------------
 

@@ -30,7 +30,7 @@ class ReadyHandler(Protocol):
     def apply(self, entries: list[raft_pb2.Entry]) -> None: ...
     def on_read_states(self, states: list[ReadState]) -> None: ...
     def on_proposals_dropped(self, request_ids: list[int]) -> None: ...
-    def snapshot_copy(self) -> tuple[str, raft_pb2.SnapshotMetadata]: ...  # blocking: a copy for a follower
+    async def snapshot_copy(self) -> tuple[str, raft_pb2.SnapshotMetadata]: ...  # a copy for a follower
     async def after_advance(self) -> None: ...
 
 
@@ -199,7 +199,7 @@ class RaftNode:
         copy (its own index, term and members), which may be newer than the snapshot Raft chose."""
         ok, path = False, None
         try:
-            path, meta = await asyncio.to_thread(self.handler.snapshot_copy)
+            path, meta = await self.handler.snapshot_copy()
             m.snapshot.metadata.CopyFrom(meta)
             ok = await self.transport.send_snapshot(m.to, m.SerializeToString(), path)
         except Exception:  # noqa: BLE001 - any failure is reported to Raft as a failed snapshot

@@ -1,9 +1,15 @@
 """The backend: one LMDB environment holding every bucket of a member's state.
 
 Like etcd's bbolt backend, but LMDB: a B+tree in one memory-mapped file, one writer, readers
-that never block it. Writes are not synced on commit (the WAL is the durability point); what
-survives a power loss is the last checkpoint (see checkpoint.py), taken when the backend opens
-and whenever the server calls ``checkpoint()``.
+that never block it. As in etcd, changes go into a *batch*: one write transaction kept open
+across applies and committed by the server every BATCH_INTERVAL or so (etcd's backend batch
+interval and limit). Reads on the loop thread see the batch at once (``pending``); what a crash
+loses of it the WAL replays (Raft's applied index is recorded in the same transaction). A commit
+per apply would write every B-tree page on the paths it touches, and, while a checkpoint pins an
+older state, write them to new pages that the checkpoint's fsync must then carry to the disk.
+Commits are not synced (the WAL is the durability point); what survives a power loss is the
+last checkpoint (see checkpoint.py), taken when the backend opens and whenever the server calls
+``checkpoint()``.
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ class _Buckets:
         raise NotImplementedError
 
     def begin_read(self) -> lmdb.Transaction:
+        """A read transaction on the committed state (a Backend's open batch is not in it)."""
         return self.env.begin(buffers=False)
 
     def get_u64(self, txn: lmdb.Transaction, key: bytes, default: int = 0) -> int:
@@ -59,6 +66,9 @@ class Backend(_Buckets):
         self.env = lmdb.open(path, map_size=map_size, subdir=True, sync=False, metasync=False,
                              readahead=False, max_dbs=16, lock=True)
         self._pin: lmdb.Transaction | None = None
+        self.pending: lmdb.Transaction | None = None  # the open batch
+        # called when a batch opens (the server schedules its commit)
+        self.on_batch_opened: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._dbs: dict[bytes, lmdb._Database] = {}
         for name in _BUCKETS:
@@ -74,8 +84,27 @@ class Backend(_Buckets):
             self._dbs[key] = handle
         return handle
 
-    def begin_write(self) -> lmdb.Transaction:
-        return self.env.begin(write=True)
+    def write_txn(self) -> lmdb.Transaction:
+        """The batch, opened on first use: every change goes into it. Only the thread that
+        opened it may use it (the server's loop)."""
+        if self.pending is None:
+            self.pending = self.env.begin(write=True)
+            if self.on_batch_opened is not None:
+                self.on_batch_opened()
+        return self.pending
+
+    def commit(self) -> None:
+        """Commit the batch, if one is open (not synced: see checkpoint)."""
+        if self.pending is not None:
+            batch, self.pending = self.pending, None
+            batch.commit()
+
+    def abort(self) -> None:
+        """Drop the batch: a write failed halfway, and whoever writes must stop (the WAL still
+        holds what the batch applied)."""
+        if self.pending is not None:
+            batch, self.pending = self.pending, None
+            batch.abort()
 
     def checkpoint(self) -> int:
         """Make the current state durable and the one to come back to after a power loss;
@@ -85,7 +114,9 @@ class Backend(_Buckets):
     def begin_checkpoint(self) -> Callable[[], int]:
         """The part of a checkpoint that must not overlap a commit (pin the state, copy its meta
         page: call it where commits happen); returns the blocking rest (the fsync, the file),
-        which may run in a worker thread, and returns the state's applied index."""
+        which may run in a worker thread, and returns the state's applied index. The batch is
+        committed first: the checkpoint covers everything applied."""
+        self.commit()
         psize = self.env.stat()["psize"]
         pin = self.env.begin()
         page = checkpoints.read_meta_page(self._fs, self._data_file, psize, pin.id())
@@ -121,14 +152,16 @@ class Backend(_Buckets):
         return pages * stats[0]["psize"]
 
     def copy_to(self, path: str, compact: bool = True) -> None:
-        """A consistent copy of the environment into directory ``path`` (snapshot, defrag)."""
+        """A consistent copy of the committed state into directory ``path`` (snapshot, defrag)."""
         os.makedirs(path, exist_ok=True)
         self.env.copy(path, compact=compact)
 
     def close(self) -> None:
+        """Commit the batch and close (a process that dies loses the batch instead)."""
         with self._lock:  # (a checkpoint finishing in a worker thread)
             if self.env is None:
                 return
+            self.commit()
             if self._pin is not None:
                 self._pin.abort()
                 self._pin = None

@@ -50,10 +50,16 @@ class KVStore:
         self.backend = backend
 
     def read(self) -> ReadTxn:
+        """A view of everything applied: the backend's open batch if there is one (on the loop
+        thread only), else the committed state."""
+        batch = self.backend.pending
+        if batch is not None:
+            return ReadTxn(self.backend, batch, owned=False)
         return ReadTxn(self.backend, self.backend.begin_read())
 
     def write(self) -> WriteTxn:
-        return WriteTxn(self.backend, self.backend.begin_write())
+        """Changes into the backend's batch (committed later, see backend.py)."""
+        return WriteTxn(self.backend, self.backend.write_txn())
 
     def _meta(self, name: str) -> int:
         with self.read() as view:
@@ -88,9 +94,10 @@ class KVStore:
 class ReadTxn:
     """A consistent view of the store; also the read half of WriteTxn."""
 
-    def __init__(self, backend: Backend, txn: lmdb.Transaction) -> None:
+    def __init__(self, backend: Backend, txn: lmdb.Transaction, owned: bool = True) -> None:
         self.backend = backend
         self.txn = txn
+        self._owned = owned  # (a view of the batch must not end it)
         self.index = KeyIndex(txn, backend)
         self._key = backend.db("key")
         self.rev = backend.get_u64(txn, _REV_KEY, 1)
@@ -106,7 +113,8 @@ class ReadTxn:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.txn.abort()
+        if self._owned:
+            self.txn.abort()
 
     def visible_rev(self) -> int:
         """The revision a read at revision 0 sees."""
@@ -186,19 +194,22 @@ class ReadTxn:
 
 
 class WriteTxn(ReadTxn):
-    """The write transaction of one apply batch; many requests, each ended by finish_request."""
+    """Changes of one apply batch (many requests, each ended by finish_request) into the
+    backend's batch. Leaving it with an exception drops the whole backend batch: whoever
+    writes must stop then."""
 
     def __init__(self, backend: Backend, txn: lmdb.Transaction) -> None:
-        super().__init__(backend, txn)
+        super().__init__(backend, txn, owned=False)
         self._changes = 0
         self._events: list[Event] = []
         self._dirty = False
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         if exc_type is None:
-            self.commit()
+            if self._dirty:
+                self.backend.put_u64(self.txn, _REV_KEY, self.rev)
         else:
-            self.txn.abort()
+            self.backend.abort()
 
     def visible_rev(self) -> int:
         return self.rev + 1 if self._changes else self.rev
@@ -309,7 +320,3 @@ class WriteTxn(ReadTxn):
                 out.append((revision, KeyValue.FromString(raw).key))
         return out
 
-    def commit(self) -> None:
-        if self._dirty:
-            self.backend.put_u64(self.txn, _REV_KEY, self.rev)
-        self.txn.commit()

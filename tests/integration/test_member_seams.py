@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import types
 
 import lmdb
 import pytest
@@ -17,6 +18,7 @@ from pyetcd.server.config import ConfigError, ServerConfig
 from pyetcd.server.etcdserver import EtcdServer
 from pyetcd.server.platform import Platform
 from pyetcd.storage.backend import Backend
+from pyetcd.storage.mvcc import KVStore
 from pyetcd.wal import WAL
 from servers import free_port
 
@@ -67,7 +69,7 @@ async def test_a_snapshot_older_than_the_database_never_replaces_it(tmp_path):
     try:
         for i in range(3):
             await put(server, b"old%d" % i)
-        path, meta = await asyncio.to_thread(server.snapshot_copy)
+        path, meta = await server.snapshot_copy()
         for i in range(3):
             await put(server, b"new%d" % i)
         applied = server.applied_index
@@ -85,7 +87,7 @@ async def test_the_snapshot_message_describes_the_copy_it_travels_with(tmp_path)
     server = await leader(config(str(tmp_path / "m")))
     try:
         await put(server, b"k")
-        path, meta = await asyncio.to_thread(server.snapshot_copy)
+        path, meta = await server.snapshot_copy()
         assert (meta.index, meta.term) == (server.applied_index, server.raft.term)
         assert list(meta.conf_state.voters) == [server.member_id]
         wrong = raft_pb2.SnapshotMetadata()
@@ -146,8 +148,8 @@ async def test_fences_are_forgotten_once_their_request_can_no_longer_apply(tmp_p
         server.apply([raft_pb2.Entry(term=server.raft.term, index=base + 1 + i, data=e.SerializeToString())
                       for i, e in enumerate(entries)])
         assert set(server._fenced) == {8, 9}  # 7 could apply only up to base + 2
-        with server.backend.begin_read() as txn:
-            kept = [k for k, _ in txn.cursor(db=server.backend.db("meta")) if k.startswith(b"fence/")]
+        with server.store.read() as view:
+            kept = [k for k, _ in view.txn.cursor(db=server.backend.db("meta")) if k.startswith(b"fence/")]
         assert len(kept) == 2
         late = Req(ID=8, put=rpc_pb2.PutRequest(key=b"late", value=b"v"))
         server.apply([raft_pb2.Entry(term=server.raft.term, index=base + 4, data=late.SerializeToString())])
@@ -162,8 +164,7 @@ async def test_restart_refuses_a_backend_ahead_of_the_wal(tmp_path):
     await put(server, b"k")
     await server.stop()
     backend = Backend(cfg.backend_path)
-    with backend.begin_write() as txn:
-        backend.set_consistent_index(txn, 10_000, 2)
+    backend.set_consistent_index(backend.write_txn(), 10_000, 2)
     backend.close()
     with pytest.raises(ConfigError, match="beyond the WAL's last index"):
         await started(cfg)
@@ -187,7 +188,7 @@ async def test_restart_finishes_an_interrupted_snapshot_install(tmp_path):
     server = await leader(cfg)
     for i in range(3):
         await put(server, b"k%d" % i)
-    path, meta = await asyncio.to_thread(server.snapshot_copy)
+    path, meta = await server.snapshot_copy()
     await put(server, b"after-copy")
     await server.stop()
     # As if a leader's snapshot at a later index had been accepted: stash + discarding marker.
@@ -238,6 +239,32 @@ async def test_a_joined_member_restarted_before_its_first_snapshot_still_knows_t
     finally:
         boot.wal.close()
         boot.backend.close()
+
+
+async def test_the_backend_batch_a_crash_takes_is_replayed_from_the_wal(tmp_path):
+    """Applied requests wait in the backend's batch until it commits: a process dying meanwhile
+    loses them from LMDB, and the restart applies them again from the WAL."""
+    cfg = config(str(tmp_path / "m"))
+    cfg.values["backend-batch-interval"] = "1h"
+    server = await leader(cfg)
+    await put(server, b"committed")
+    server.backend.commit()
+    await put(server, b"batched")
+    assert server.backend.pending is not None and keys(server) == [b"batched", b"committed"]
+    server.backend.env.close()  # the process dies: LMDB drops the open batch
+    server.backend = types.SimpleNamespace(checkpoint=lambda: 0, close=lambda: None, commit=lambda: None)
+    await server.stop()
+    left = Backend(cfg.backend_path)
+    try:
+        assert KVStore(left).rev == 2  # only "committed" reached LMDB
+    finally:
+        left.close()
+    restarted = await leader(cfg)
+    try:
+        resp = await restarted.range(rpc_pb2.RangeRequest(key=b"\0", range_end=b"\0"))  # linearizable
+        assert [kv.key for kv in resp.kvs] == [b"batched", b"committed"]
+    finally:
+        await restarted.stop()
 
 
 async def test_the_applied_index_is_recorded_for_entries_that_change_nothing(tmp_path):
@@ -341,7 +368,7 @@ async def test_a_conf_change_of_the_ready_in_flight_is_not_applied_over_an_accep
     try:
         for i in range(8):
             await put(source, b"k%d" % i)
-        path, meta = await asyncio.to_thread(source.snapshot_copy)
+        path, meta = await source.snapshot_copy()
         assert meta.index > receiver.applied_index + 1
         spooled = os.path.join(receiver.cfg.snap_dir, "spooled.tmp")
         os.replace(path, spooled)

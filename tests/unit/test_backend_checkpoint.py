@@ -27,13 +27,14 @@ class Machine(OSFileSystem):
 def commit_random(backend: Backend, rng: random.Random, commits: int) -> None:
     db = backend.db("key")
     for _ in range(commits):
-        with backend.begin_write() as txn:
-            for _ in range(rng.randint(1, 30)):
-                key = b"k%04d" % rng.randrange(2000)
-                if rng.random() < 0.3:
-                    txn.delete(key, db=db)
-                else:
-                    txn.put(key, rng.randbytes(rng.randint(1, 600)), db=db)
+        txn = backend.write_txn()
+        for _ in range(rng.randint(1, 30)):
+            key = b"k%04d" % rng.randrange(2000)
+            if rng.random() < 0.3:
+                txn.delete(key, db=db)
+            else:
+                txn.put(key, rng.randbytes(rng.randint(1, 600)), db=db)
+        backend.commit()
 
 
 def contents(backend: Backend) -> dict[bytes, bytes]:
@@ -59,8 +60,8 @@ def test_power_loss_returns_to_the_checkpoint(tmp_path, seed):
     path = str(tmp_path / "db")
     backend = Backend(path, fs=machine)
     commit_random(backend, rng, 150)
-    with backend.begin_write() as txn:
-        backend.set_consistent_index(txn, 77, 3)
+    backend.set_consistent_index(backend.write_txn(), 77, 3)
+    backend.commit()
     assert backend.checkpoint() == 77
     expected = contents(backend)
     data_file = os.path.join(path, checkpoint.DATA_FILE)
@@ -111,11 +112,11 @@ def test_a_checkpoint_that_finishes_after_a_newer_one_is_dropped(tmp_path):
     machine = Machine()
     path = str(tmp_path / "db")
     backend = Backend(path, fs=machine)
-    with backend.begin_write() as txn:
-        backend.set_consistent_index(txn, 30, 2)
+    backend.set_consistent_index(backend.write_txn(), 30, 2)
+    backend.commit()
     older = backend.begin_checkpoint()
-    with backend.begin_write() as txn:
-        backend.set_consistent_index(txn, 38, 2)
+    backend.set_consistent_index(backend.write_txn(), 38, 2)
+    backend.commit()
     assert backend.begin_checkpoint()() == 38
     older()  # the slow one ends last
     backend.env.close()

@@ -27,7 +27,7 @@ def keys(server: EtcdServer) -> list[bytes]:
     return [kv.key for kv in resp.kvs]
 
 
-def test_fenced_request_is_skipped_now_and_after_restart(tmp_path):
+async def test_fenced_request_is_skipped_now_and_after_restart(tmp_path):
     server = member(str(tmp_path))
     fence = Req(ID=100, fence=raft_internal_pb2.Fence(request_id=7))
     server.apply([entry(2, put(6, b"before")), entry(3, fence), entry(4, put(7, b"late")),

@@ -12,8 +12,8 @@ def change(kind, member_id, urls=(), name="", learner=False):
 
 def apply(backend, members, c):
     members.check(c)
-    with backend.begin_write() as txn:
-        members.apply(txn, c)
+    members.apply(backend.write_txn(), c)
+    backend.commit()
 
 
 @pytest.fixture

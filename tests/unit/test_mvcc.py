@@ -197,14 +197,27 @@ def test_reopen_keeps_state(tmp_path):
         backend.close()
 
 
-def test_aborted_batch_changes_nothing(store):
+def test_a_write_that_fails_drops_the_backend_batch_back_to_its_last_commit(store):
     write(store, ("put", b"a", b"1"))
+    store.backend.commit()
+    write(store, ("put", b"b", b"1"))
+    assert store.rev == 3  # reads see the open batch
     with pytest.raises(RuntimeError):
         with store.write() as w:
-            w.put(b"b", b"1", 0, None)
+            w.put(b"c", b"1", 0, None)
             w.finish_request()
             raise RuntimeError
+    assert store.backend.pending is None
     assert store.rev == 2 and keys_at(store) == [(b"a", b"1")]
+
+
+def test_reads_see_the_open_batch_and_other_environments_see_only_commits(store):
+    write(store, ("put", b"a", b"1"))
+    assert store.backend.pending is not None and keys_at(store) == [(b"a", b"1")]
+    with store.backend.begin_read() as committed:
+        assert store.backend.get_u64(committed, b"current_rev", 1) == 1
+    store.backend.commit()
+    assert store.backend.pending is None and keys_at(store) == [(b"a", b"1")]
 
 
 def test_backend_sizes_and_copy(tmp_path):
@@ -212,6 +225,7 @@ def test_backend_sizes_and_copy(tmp_path):
     try:
         store = KVStore(backend)
         write(store, *[("put", b"key%d" % i, b"x" * 100) for i in range(200)])
+        backend.commit()  # (a copy holds the committed state)
         assert 0 < backend.size_in_use() <= backend.size()
         backend.copy_to(str(tmp_path / "copy"))
         assert os.path.exists(tmp_path / "copy" / "data.mdb")

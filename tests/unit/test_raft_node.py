@@ -29,7 +29,7 @@ class Handler:
     def __init__(self) -> None:
         self.dropped: list[int] = []
 
-    def snapshot_copy(self):
+    async def snapshot_copy(self):
         raise OSError(28, "No space left on device")
 
     def on_proposals_dropped(self, ids: list[int]) -> None:

@@ -77,8 +77,8 @@ def wal_keeps_log() -> contextlib.AbstractContextManager:
 
 def snapshot_says_raft_index() -> contextlib.AbstractContextManager:
     def make_copy(original):
-        def snapshot_copy(self: EtcdServer):
-            path, _ = original(self)
+        async def snapshot_copy(self: EtcdServer):
+            path, _ = await original(self)
             return path, self.raft.storage.snapshot().metadata
         return snapshot_copy
     stack = contextlib.ExitStack()
