@@ -60,8 +60,6 @@ class Faults:
 # Fault kinds left out by default because they keep finding what FINDINGS.md already reports;
 # remove a name once its finding is fixed (``--with NAME`` runs it meanwhile).
 OPEN_FINDINGS = (
-    "first_start_crashes",   # F9, F10, F11 (F2 is fixed)
-    "add_while_down",        # F11
     "two_voter_removal",     # F8 (reopened)
 )
 
