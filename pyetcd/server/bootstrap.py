@@ -216,12 +216,12 @@ async def _join(cfg: ServerConfig, backend: Backend, platform: Platform) -> Boot
         raise ConfigError("--initial-cluster-state existing needs the other members in --initial-cluster")
     mine = set(cfg["initial-advertise-peer-urls"])
 
-    def lists_me(members: list[rpc_pb2.Member]) -> bool:
-        return any(mine & set(m.peerURLs) for m in members)
+    def find_me(members: list[rpc_pb2.Member]) -> rpc_pb2.Member | None:
+        return next((m for m in members if mine & set(m.peerURLs)), None)
 
     # a peer that has not applied `member add` yet answers without us: ask the others (sim F12)
-    cid, members = await platform.fetch_cluster(others, wanted=lists_me)
-    local = next((m for m in members if mine & set(m.peerURLs)), None)
+    cid, members = await platform.fetch_cluster(others, wanted=lambda members: find_me(members) is not None)
+    local = find_me(members)
     if local is None:
         raise ConfigError(f"no member of cluster {cid:x} has the peer URLs "
                           f"{','.join(sorted(mine))}: add it first with `etcdctl member add`")

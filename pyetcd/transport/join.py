@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from typing import Callable
+from typing import Awaitable, Callable
 
 from google.protobuf.message import DecodeError
 
@@ -28,11 +28,13 @@ class ClusterUnreachable(ConnectionError):
 
 
 Wanted = Callable[[list[rpc_pb2.Member]], bool]
+Answer = tuple[int, list[rpc_pb2.Member]]
+# ask(url, seconds left) -> (cluster ID, members); raises one of the failures it is given
+Ask = Callable[[str, float], Awaitable[Answer]]
 
 
 async def fetch_cluster(urls: list[str], *, ssl_context: ssl.SSLContext | None = None,
-                        timeout: float = 5.0, wanted: Wanted | None = None
-                        ) -> tuple[int, list[rpc_pb2.Member]]:
+                        timeout: float = 5.0, wanted: Wanted | None = None) -> Answer:
     """The cluster's ID and member list, from the first of ``urls`` that answers.
 
     Tries every URL in turn, round after round with a growing pause, until ``timeout`` seconds
@@ -43,24 +45,35 @@ async def fetch_cluster(urls: list[str], *, ssl_context: ssl.SSLContext | None =
     """
     if not urls:
         raise ValueError("no peer URLs to ask for the cluster's members")
-    targets = [(url, parse_url(url)) for url in urls]
-    if ssl_context is None and any(peer.tls for _, peer in targets):
+    peers = {url: parse_url(url) for url in urls}
+    if ssl_context is None and any(peer.tls for peer in peers.values()):
         raise ValueError("an https peer URL needs a client TLS context")
+
+    async def ask(url: str, left: float) -> Answer:
+        peer = peers[url]
+        async with asyncio.timeout(min(ATTEMPT_TIMEOUT, left)):
+            return await _ask(peer, ssl_context if peer.tls else None)
+    return await ask_in_turn(urls, ask, timeout=timeout, wanted=wanted, failures=(
+        OSError, TimeoutError, ssl.SSLError, asyncio.IncompleteReadError, HandshakeError, DecodeError, ValueError))
+
+
+async def ask_in_turn(urls: list[str], ask: Ask, *, timeout: float, wanted: Wanted | None,
+                      failures: tuple[type[BaseException], ...]) -> Answer:
+    """fetch_cluster's rounds over ``urls``, for any way of asking one (the simulation has its
+    own): see fetch_cluster."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     errors: dict[str, str] = {}
-    unwanted: tuple[int, list[rpc_pb2.Member]] | None = None
+    unwanted: Answer | None = None
     delay = RETRY_DELAY
     while True:
-        for url, peer in targets:
+        for url in urls:
             left = deadline - loop.time()
             if left <= 0:
                 break
             try:
-                async with asyncio.timeout(min(ATTEMPT_TIMEOUT, left)):
-                    answer = await _ask(peer, ssl_context if peer.tls else None)
-            except (OSError, TimeoutError, ssl.SSLError, asyncio.IncompleteReadError, HandshakeError,
-                    DecodeError, ValueError) as e:
+                answer = await ask(url, left)
+            except failures as e:
                 errors[url] = str(e) or type(e).__name__
                 continue
             if wanted is None or wanted(answer[1]):
@@ -78,7 +91,7 @@ async def fetch_cluster(urls: list[str], *, ssl_context: ssl.SSLContext | None =
                              f"within {timeout:g}s ({detail})")
 
 
-async def _ask(peer: PeerURL, tls: ssl.SSLContext | None) -> tuple[int, list[rpc_pb2.Member]]:
+async def _ask(peer: PeerURL, tls: ssl.SSLContext | None) -> Answer:
     reader, writer = await asyncio.open_connection(peer.host, peer.port, ssl=tls,
                                                    server_hostname=peer.host if tls else None)
     try:

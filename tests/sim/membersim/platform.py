@@ -18,8 +18,7 @@ from pyetcd import errors
 from pyetcd.fileutil import FileSystem
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server.platform import Platform
-from pyetcd.transport import ClusterUnreachable
-from pyetcd.transport.join import Wanted
+from pyetcd.transport.join import Answer, Wanted, ask_in_turn
 
 from membersim.network import CallLost, Network, Unreachable, host_of
 from membersim.process import Process
@@ -35,7 +34,7 @@ def member_platform(network: Network, process: Process, fs: FileSystem, host: st
                     rng: random.Random, fatal: Callable[[str, BaseException | None], NoReturn]) -> Platform:
     loop = network.loop
 
-    async def fetch(urls: list[str], *, wanted: Wanted | None = None) -> tuple[int, list[rpc_pb2.Member]]:
+    async def fetch(urls: list[str], *, wanted: Wanted | None = None) -> Answer:
         return await fetch_cluster(network, host, urls, wanted=wanted)
 
     async def call(urls: list[str], service: str, method: str, request: Any, response_type: type, *,
@@ -48,40 +47,20 @@ def member_platform(network: Network, process: Process, fs: FileSystem, host: st
 
 
 async def fetch_cluster(network: Network, host: str, urls: list[str], timeout: float = 5.0,
-                        wanted: Wanted | None = None) -> tuple[int, list[rpc_pb2.Member]]:
-    loop = network.loop
-    deadline = loop.time() + timeout
-    failures: dict[str, str] = {}
-    unwanted: tuple[int, list[rpc_pb2.Member]] | None = None
-    pause = 0.2
-    while True:
-        for url in urls:
-            transport = network.listeners.get(url)
-            if transport is None or not network.link_up(host, host_of(url)):
-                failures[url] = "connection refused"
-                continue
-            try:
-                info = await network.remote(host, host_of(url), transport.process, _answer(transport),
-                                            FETCH_ATTEMPT_TIMEOUT)
-            except (CallLost, RuntimeError) as e:
-                failures[url] = str(e)
-                continue
-            answer = rpc_pb2.MemberListResponse.FromString(info)
-            if not answer.header.cluster_id:
-                failures[url] = "the answer names no cluster ID"
-                continue
-            if wanted is None or wanted(list(answer.members)):
-                return answer.header.cluster_id, list(answer.members)
-            unwanted = answer.header.cluster_id, list(answer.members)
-        left = deadline - loop.time()
-        if left <= 0:
-            break
-        await asyncio.sleep(min(pause, left))
-        pause = min(1.0, pause * 2)
-    if unwanted is not None:
-        return unwanted
-    detail = "; ".join(f"{url}: {failures.get(url, 'not tried')}" for url in urls)
-    raise ClusterUnreachable(f"could not get the cluster's members from any of {', '.join(urls)} ({detail})")
+                        wanted: Wanted | None = None) -> Answer:
+    """pyetcd.transport.fetch_cluster's rounds, each question asked over the simulated network."""
+    async def ask(url: str, left: float) -> Answer:
+        transport = network.listeners.get(url)
+        if transport is None or not network.link_up(host, host_of(url)):
+            raise Unreachable("connection refused")
+        info = await network.remote(host, host_of(url), transport.process, _answer(transport),
+                                    min(FETCH_ATTEMPT_TIMEOUT, left))
+        answer = rpc_pb2.MemberListResponse.FromString(info)
+        if not answer.header.cluster_id:
+            raise ValueError("the answer names no cluster ID")
+        return answer.header.cluster_id, list(answer.members)
+    return await ask_in_turn(urls, ask, timeout=timeout, wanted=wanted,
+                             failures=(Unreachable, CallLost, RuntimeError, ValueError))
 
 
 def _answer(transport) -> Callable:
