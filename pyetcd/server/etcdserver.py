@@ -505,12 +505,12 @@ class EtcdServer:
         can answer (sim F11; etcd's rafthttp learns the sender's URLs from its request)."""
         if sender in self.membership.removed or (self._peer_lookup and not self._peer_lookup.done()):
             return
-        self._peer_lookup = asyncio.get_running_loop().create_task(self._look_up_peers(), name="peer-lookup")
+        self._peer_lookup = asyncio.get_running_loop().create_task(self._look_up_peers(sender), name="peer-lookup")
 
-    async def _look_up_peers(self) -> None:
+    async def _look_up_peers(self, sender: int) -> None:
         urls = [url for m in self.membership.members.values() if m.ID != self.member_id for url in m.peerURLs]
-        try:
-            cid, members = await self.platform.fetch_cluster(urls)
+        try:  # (a peer as far behind as this member does not know the sender either: ask on)
+            cid, members = await self.platform.fetch_cluster(urls, wanted=lambda ms: any(m.ID == sender for m in ms))
         except (ConnectionError, OSError, ValueError) as e:
             log(logger, logging.WARNING, "cannot learn the cluster's current members", error=str(e))
             await asyncio.sleep(self.election_ticks * self.tick_seconds)  # (before the next attempt)

@@ -313,9 +313,10 @@ async def test_a_member_hearing_from_a_member_it_does_not_know_learns_its_urls(t
     newcomer = rpc_pb2.Member(ID=0xC0FFEE, name="new", peerURLs=[f"http://127.0.0.1:{free_port()}"])
     asked = []
 
-    async def fetch_cluster(urls):
-        asked.append(urls)
-        return server.cluster_id, [*server.membership.sorted_members(), newcomer]
+    async def fetch_cluster(urls, *, wanted=None):
+        members = [*server.membership.sorted_members(), newcomer]
+        asked.append((urls, wanted(members), wanted(members[:-1])))
+        return server.cluster_id, members
 
     cfg = config(str(tmp_path / "m"), peers=2)
     server = EtcdServer(cfg, Platform(fetch_cluster=fetch_cluster))
@@ -326,7 +327,9 @@ async def test_a_member_hearing_from_a_member_it_does_not_know_learns_its_urls(t
         server._on_peer_message(newcomer.ID, hello.SerializeToString())
         await server._peer_lookup
         assert newcomer.ID in server.transport.peers()
-        assert asked and all("127.0.0.1" in url for url in asked[0])  # it asked the members it knows
+        urls, wanted_with_sender, wanted_without = asked[0]
+        assert all("127.0.0.1" in url for url in urls)  # it asked the members it knows
+        assert wanted_with_sender and not wanted_without  # ... on past one that does not know the sender
     finally:
         await server.stop()
 
