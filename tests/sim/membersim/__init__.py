@@ -16,8 +16,9 @@ The pieces, one module each:
                  its process
   process.py     a simulated OS process (one run of a member): SIGKILL freezes its tasks and
                  drops its callbacks (no ``finally`` of it runs), SIGSTOP/SIGCONT defer them
-  network.py     hosts, links, partitions (asymmetric), drops, duplicates, reordering, delays
-                 past the election timeout, calls into another process
+  network.py     hosts, links, partitions (asymmetric), black holes (a link that looks up and
+                 carries nothing), drops, duplicates, reordering, delays past the election
+                 timeout, calls into another process
   transport.py   PeerTransport's interface over that network, snapshot streams included (a slow
                  stale stream can finish after a newer one); the real handshake's refusals
   platform.py    the member's Platform: fetch_cluster, call_member, the virtual wall clock
@@ -30,11 +31,14 @@ The pieces, one module each:
   workload.py    KV clients: put, delete, compare-and-swap txn (Kubernetes' update),
                  linearizable and serializable range, compact — every write with a unique token
   reconfig.py    member add (learner or voter, joining with ``--initial-cluster-state existing``
-                 and an empty data dir), remove, promote
+                 and an empty data dir), remove, promote; and at once the removal of a member
+                 the fault injector wants gone again
   faults.py      the fault injector: kills (leader half of the time), pauses, power loss,
-                 partitions, the leader cut off until just after the next election, lossy
-                 spells, slow snapshot streams, slow disks, disk fault plans (one of them: a
-                 crash at a received snapshot's swap into the database file)
+                 partitions, the leader cut off until just after the next election, a
+                 follower that acknowledged a member's addition black-holed from the leader
+                 (slow disk) until the member is removed and a snapshot taken, lossy spells,
+                 slow snapshot streams, slow disks, disk fault plans (one of them: a crash at a
+                 received snapshot's swap into the database file)
   options.py     run length, cluster sizes, timings, and the switches per fault kind
   recorder.py    wraps each server's ``apply`` and ``on_soft_state``: the agreed log
   reference.py   the agreed log replayed through a fresh Applier on a fresh Backend

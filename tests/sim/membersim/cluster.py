@@ -22,6 +22,9 @@ class Cluster:
         self.disk_faults: Callable[[SimMember], list[DiskFault]] = lambda member: []
         # told when a client starts a burst of writes at a member (reactive faults hook in)
         self.on_burst: Callable[[SimMember], None] = lambda member: None
+        # member IDs the operator removes first (a reactive fault wants an add undone soon), and
+        # how many more rounds it tries
+        self.unwanted: dict[int, int] = {}
         self.members: dict[str, SimMember] = {}
         initial = ",".join(f"m{i}=http://m{i}:2380" for i in range(1, founders + 1))
         for _ in range(founders):

@@ -12,6 +12,8 @@ import asyncio
 import os
 import random
 
+from pyetcd.proto.raftpb import raft_pb2
+
 from membersim.cluster import Cluster
 from membersim.member import SimMember
 from membersim.options import Faults
@@ -26,6 +28,12 @@ INTENSITY = [0.5, 1, 1, 2, 4]  # per seed, times the mean interval between fault
 P_PAUSE_SNAPSHOT_SENDER = 0.3  # a leader streaming a snapshot is paused (its stream lands late)
 P_KILL_SNAPSHOT_RECEIVER = 0.3  # a member that just took a snapshot is killed soon after
 P_CUT_BURSTING_LEADER = 0.2  # a leader that a burst of writes is aimed at is cut off as it starts
+# a follower that acknowledged a member's addition hears no more from the leader until the
+# member is removed again and the leader has taken a snapshot since (then its disk is slow): the
+# addition commits on it only as the snapshot that undoes it comes in (defect 7's path)
+P_CUT_ACKING_FOLLOWER = 0.5
+CUT_ACKING_FOLLOWER_FOR = 8.0  # at most
+_ADDS = (raft_pb2.ConfChangeAddNode, raft_pb2.ConfChangeAddLearnerNode)
 SOON = (0.0, 0.3)
 # (operation, the highest occurrence to pick): how far into a process's life a disk fault lands
 CRASH_POINTS = [(ANY, 600), ("fdatasync", 60), ("fsync", 20), ("write", 150), ("rename", 6),
@@ -45,6 +53,7 @@ class FaultInjector:
         self.interval = interval * rng.choice(INTENSITY)
         self.active = True
         self._restart_at: dict[str, float] = {}
+        self._held: set | None = None  # a reactive cut that other network faults leave alone
         network = self.world.network
         if faults.pauses:
             network.on_snapshot_sending = self._snapshot_sending
@@ -52,6 +61,8 @@ class FaultInjector:
             network.on_snapshot_installed = self._snapshot_installed
         if faults.partitions:
             cluster.on_burst = self._burst_at
+        if faults.partitions and faults.membership and faults.slow_disk:
+            network.on_delivered = self._delivered
 
     # ---- disk fault plans ----------------------------------------------------------------------
 
@@ -94,13 +105,19 @@ class FaultInjector:
 
     def inject(self) -> None:
         f, rng = self.faults, self.rng
+        net_free = self._network_free()
         actions = [a for a, on in [
             (self.kill, f.kills), (self.pause, f.pauses), (self.power_loss, f.power_loss),
-            (self.partition, f.partitions), (self.isolate_leader, f.partitions), (self.heal_network, f.partitions or f.lossy_network),
+            (self.partition, f.partitions and net_free), (self.isolate_leader, f.partitions and net_free),
+            (self.heal_network, (f.partitions or f.lossy_network) and net_free),
             (self.lossy, f.lossy_network), (self.slow_snapshots, f.slow_snapshots),
             (self.slow_disk, f.slow_disk)] if on]
         if actions:
             rng.choice(actions)()
+
+    def _network_free(self) -> bool:
+        """Whether network faults may replace the partition in force (not a reactive cut)."""
+        return self._held is None or self.world.network.black_holed is not self._held
 
     def _may_hit(self, member: SimMember) -> bool:
         """Whether the switches allow faults that end or restart this member's process now."""
@@ -132,8 +149,52 @@ class FaultInjector:
                         and member.kill("injected after a snapshot"))
 
     def _burst_at(self, member: SimMember) -> None:
-        if self.active and member.serving and member.server.is_leader and self.rng.random() < P_CUT_BURSTING_LEADER:
+        if self.active and member.serving and member.server.is_leader and self._network_free() and \
+                self.rng.random() < P_CUT_BURSTING_LEADER:
             self.isolate_leader()
+
+    def _delivered(self, receiver: str, sender: str, data: bytes) -> None:
+        network = self.world.network
+        if not self.active or receiver in network.after_ack:
+            return
+        m = raft_pb2.Message.FromString(data)
+        if m.type != raft_pb2.MsgApp:
+            return
+        for e in m.entries:
+            if e.type == raft_pb2.EntryConfChange:
+                cc = raft_pb2.ConfChange.FromString(e.data)
+                if cc.type in _ADDS and self.rng.random() < P_CUT_ACKING_FOLLOWER:
+                    network.after_ack[receiver] = (e.index, lambda: self._cut_after_ack(receiver, sender, cc.node_id))
+                return
+
+    def _cut_after_ack(self, follower: str, leader: str, added: int) -> None:
+        member = self.cluster.members[follower]
+        if not self.active or not member.up:
+            return
+        holed = self._held = self.world.network.black_holed = {(leader, follower)}
+        self.world.trace(f"partition: black hole {sorted(holed)}")
+        self.cluster.unwanted[added] = 10
+        slow = member.process.name
+        self.world.slow_disk.add(slow)
+        self.world.trace(f"slow disk on {slow}")
+        self.world.loop.create_task(self._heal_after_undone(added, holed, slow))
+
+    async def _heal_after_undone(self, added: int, holed: set, slow: str) -> None:
+        net, loop = self.world.network, self.world.loop
+        deadline, removed_at = loop.time() + CUT_ACKING_FOLLOWER_FOR, None
+        while net.black_holed is holed and loop.time() < deadline:
+            leader = self.cluster.leader()
+            if leader is not None and added not in leader.server.membership.members:
+                if removed_at is None:
+                    removed_at = leader.server.applied_index
+                elif leader.server.raft.storage.snapshot().metadata.index > removed_at:
+                    break
+            await asyncio.sleep(0.05)
+        if net.black_holed is holed:
+            net.black_holed = set()
+            self.world.trace("black hole healed")
+        self._held = None
+        self._later(SLOW_DISK, lambda: self.world.slow_disk.discard(slow))
 
     def power_loss(self) -> None:
         victim = self._victim()

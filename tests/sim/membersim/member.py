@@ -35,7 +35,7 @@ class Stop:
     message: str
     exc: BaseException | None
     injected: bool            # an injected disk error came first: stopping is the right answer
-    joining: bool = False     # a start with no WAL yet (a member that may not even be added)
+    joining: bool = False     # a join (a member that may not even be added, or removed since)
 
     def __str__(self) -> str:
         return f"{self.process} {self.kind} at {self.time:.4f}: {self.message} ({self.exc!r})"
@@ -80,6 +80,7 @@ class SimMember:
         self.fs: SimFileSystem | None = None
         self.runs = 0
         self.started = False      # the current process finished server.start()
+        self.ever_started = False  # some process of it did (before that, every start is a join)
         self.removed = False      # it left the cluster (removed, and stopped by itself)
         self.cluster_flags: dict[str, str] = {}
 
@@ -119,7 +120,10 @@ class SimMember:
                                    random.Random(world.rng_for(f"platform-{process.name}").getrandbits(64)),
                                    lambda message, exc=None: self._fatal(process, message, exc))
         cfg = self.config()
-        joining = not os.path.isdir(cfg.wal_dir)
+        # (an added member whose first start died joins again: if it was removed meanwhile,
+        # it cannot)
+        joining = not os.path.isdir(cfg.wal_dir) or \
+            (self.cluster_flags.get("initial-cluster-state") == "existing" and not self.ever_started)
         server = EtcdServer(cfg, platform)
         self.process, self.server, self.fs, self.started = process, server, fs, False
         world.processes.append(process)
@@ -134,7 +138,7 @@ class SimMember:
             return
         exc = task.exception()
         if exc is None:
-            self.started = True
+            self.started = self.ever_started = True
             self.world.recorder.started(process, server)
             self.world.network.client_ports[self.client_url] = (process, server)
             self.world.trace(f"started member {server.member_id:x}", process.name)

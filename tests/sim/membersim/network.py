@@ -15,7 +15,8 @@ injector at any time:
 The fault injector can also react to snapshot streams (``on_snapshot_sending(sender host)``,
 ``on_snapshot_installed(receiver host)``): pausing a sender mid-stream makes a deposed leader's
 stale stream land late; killing a receiver right after it took one tests the restart after an
-install.
+install. It can watch peer messages too (``on_delivered``), and act right after a follower has
+acknowledged entries (``after_ack``).
 
 A message's destination is resolved when it arrives: one still queued when its receiver
 restarts reaches the new process, as a sender's queue does once it has reconnected. Code on
@@ -62,6 +63,9 @@ class Network:
         self.rng = rng
         self.trace = trace
         self.blocked: set[tuple[str, str]] = set()
+        # directed host pairs whose messages are lost although the link looks up (a black hole:
+        # the sender is not told, as with a TCP stream that stalls without a reset)
+        self.black_holed: set[tuple[str, str]] = set()
         self.drop = 0.0
         self.dup = 0.0
         self.long_delay = 0.0
@@ -70,6 +74,11 @@ class Network:
         self.duplicate_proposals = False
         self.on_snapshot_sending: Callable[[str], None] = lambda host: None
         self.on_snapshot_installed: Callable[[str], None] = lambda host: None
+        # (receiver host, sender host, serialized raft message): a peer message arrived
+        self.on_delivered: Callable[[str, str, bytes], None] | None = None
+        # host -> (index, action): run action once that host has sent an MsgAppResp accepting
+        # entries up to index (a reactive fault that waits for a follower's acknowledgement)
+        self.after_ack: dict[str, tuple[int, Callable[[], None]]] = {}
         self.stats: collections.Counter[str] = collections.Counter()  # snapshot streams, by outcome
         self.serial = itertools.count(1)  # names unique in the run (spooled snapshot files)
         self.listeners: dict[str, object] = {}       # peer URL -> SimTransport
@@ -80,6 +89,7 @@ class Network:
 
     def heal(self) -> None:
         self.blocked.clear()
+        self.black_holed = set()
         self.drop = self.dup = self.long_delay = self.slow_snapshots = 0.0
         self.reorder = False
 
@@ -110,7 +120,7 @@ class Network:
         if url not in self.listeners or not self.link_up(src_host, dst_host):
             return False
         rng = self.rng
-        if self.drop and rng.random() < self.drop:
+        if (src_host, dst_host) in self.black_holed or (self.drop and rng.random() < self.drop):
             return True
         copies = 2 if self.dup and rng.random() < self.dup and duplicable() else 1
         for _ in range(copies):

@@ -33,6 +33,9 @@ class Reconfigurer:
         self.add_while_down = add_while_down
 
     async def run(self, until: float) -> None:
+        await asyncio.gather(self._operate(until), self._undo(until))
+
+    async def _operate(self, until: float) -> None:
         loop = self.cluster.world.loop
         while loop.time() < until:
             await asyncio.sleep(self.rng.uniform(0.5, 2) * self.interval)
@@ -57,6 +60,30 @@ class Reconfigurer:
                 await self.remove(self.rng.choice(removable))
             else:
                 await self.promote(self.rng.choice(learners))
+
+    async def _remove_unwanted(self, members: list[rpc_pb2.Member]) -> None:
+        unwanted = self.cluster.unwanted
+        member_id = next(iter(unwanted))
+        target = next((m for m in members if m.ID == member_id), None)
+        done = False
+        if target is not None and len(members) > 1:
+            op = await self.remove(target)
+            done = op is not None and op.outcome is Outcome.OK
+        unwanted[member_id] -= 1
+        if done or not unwanted[member_id]:
+            del unwanted[member_id]
+        else:
+            await asyncio.sleep(0.1)
+
+    async def _undo(self, until: float) -> None:
+        """Remove the members the fault injector wants gone, while any other operation runs."""
+        loop = self.cluster.world.loop
+        while loop.time() < until:
+            await asyncio.sleep(0.05)
+            if self.cluster.unwanted:
+                members = await self._member_list()
+                if members is not None:
+                    await self._remove_unwanted(members)
 
     async def _call(self, kind: str, request, method: str):
         serving = self.cluster.serving()
@@ -103,10 +130,11 @@ class Reconfigurer:
         member.cluster_flags = {"initial-cluster": initial, "initial-cluster-state": "existing"}
         self.cluster.start(member)
 
-    async def remove(self, target: rpc_pb2.Member) -> None:
+    async def remove(self, target: rpc_pb2.Member):
         op = await self._call("member_remove", rpc_pb2.MemberRemoveRequest(ID=target.ID), "member_remove")
         if op is not None:
             op.note["member_id"] = target.ID
+        return op
 
     async def promote(self, target: rpc_pb2.Member) -> None:
         op = await self._call("member_promote", rpc_pb2.MemberPromoteRequest(ID=target.ID), "member_promote")

@@ -103,6 +103,15 @@ class SimTransport:
             lambda: self.network.duplicate_proposals or not _is_proposal(data))
         if not sent:
             self._report_unreachable(peer_id)
+        elif self.host in self.network.after_ack:
+            self._maybe_acked(data)
+
+    def _maybe_acked(self, data: bytes) -> None:
+        index, action = self.network.after_ack[self.host]
+        m = raft_pb2.Message.FromString(data)
+        if m.type == raft_pb2.MsgAppResp and not m.reject and m.index >= index:
+            del self.network.after_ack[self.host]
+            action()
 
     def send_many(self, items: list[tuple[int, bytes]]) -> None:
         for peer_id, data in items:
@@ -116,6 +125,8 @@ class SimTransport:
         receiver = self.network.listeners.get(url)
         if receiver is None or self._refused(receiver, peer_id):
             return
+        if self.network.on_delivered is not None:
+            self.network.on_delivered(receiver.host, self.host, data)
         self.network.loop.call_soon(receiver._deliver, self.member_id, data, context=receiver.process.context)
 
     def _deliver(self, sender: int, data: bytes) -> None:
