@@ -12,8 +12,8 @@ seed replays exactly: ``PYETCD_SIM_SEED=N pytest tests/sim/test_member_sim.py -s
 The pieces, one module each:
 
   vloop.py       the virtual-time event loop: jumps to the next timer when idle; runs blocking
-                 work (``to_thread``) inline after a seeded disk delay; tags every callback with
-                 its process
+                 work (``to_thread``) inline after a seeded disk delay (on a slow disk, work that
+                 synced takes long); tags every callback with its process
   process.py     a simulated OS process (one run of a member): SIGKILL freezes its tasks and
                  drops its callbacks (no ``finally`` of it runs), SIGSTOP/SIGCONT defer them
   network.py     hosts, links, partitions (asymmetric), black holes (a link that looks up and
@@ -51,7 +51,9 @@ Checked (the invariant names a failure reports):
 
   while running   log-agreement (every member applies the same entry at each index),
                   apply-order, election-safety (one leader per term, by every member's view),
-                  log-terms (the log a member starts from: terms never go down)
+                  log-terms (the log a member starts from: terms never go down),
+                  conf-mismatch (after each apply, Raft's voters and learners are the member
+                  list's, unless a snapshot Raft accepted waits to be installed)
   after healing   liveness (everyone restarted and converged on the leader's commit index),
                   log-gap, member-stopped (a fatal stop or failed start no injected fault
                   explains), escaped-error (an exception out of member code),

@@ -20,6 +20,7 @@ from membersim.failure import Finding
 from membersim.history import History
 from membersim.linearizability import check_history, check_reconfigurations
 from membersim.member import SimMember, caused_by_injection
+from membersim.recorder import conf_views
 from membersim.reference import Reference
 from membersim.world import World
 
@@ -77,9 +78,7 @@ async def check_members(members: list[SimMember], ref: Reference, ask: Ask) -> l
 async def _check_conf_state(member: SimMember, ask: Ask) -> list[Finding]:
     """Raft's configuration is the member list's (once everything committed is applied)."""
     async def both(server):
-        conf = server.raft.node.raft.prs.conf_state()
-        return ((list(conf.voters), list(conf.learners)),
-                (server.membership.voters(), server.membership.learners()))
+        return conf_views(server)
     raft, listed = await ask(member, both)
     if raft == listed:
         return []

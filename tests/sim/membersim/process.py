@@ -42,6 +42,7 @@ class Process:
     def __init__(self, name: str) -> None:
         self.name = name
         self.state = State.RUNNING
+        self.syncs = 0  # files and directories its file system synced (a slow disk is slow there)
         self.context = contextvars.Context()
         self.context.run(CURRENT.set, self)
         self._tasks: list[asyncio.Task] = []

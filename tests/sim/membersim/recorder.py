@@ -9,6 +9,9 @@ ReadyHandler: ``apply(entries)`` (committed entries handed to the state machine)
   election-safety    no two members name different leaders for the same term
   log-terms          a started member's Raft log (from its WAL) has terms that never go down,
                      none below its snapshot's, and a hard state term at least the last one
+  conf-mismatch      after each apply, Raft's voters and learners are the member list's
+                     (unless a snapshot Raft accepted is still to be installed: until then
+                     Raft holds its configuration, the backend the old one)
 
 and keeps the agreed log: index -> entry, what the reference replay runs (reference.py).
 A violation is recorded, not raised: raising would unwind the member's own code.
@@ -22,6 +25,12 @@ from membersim.process import Process
 from membersim.trace import Trace
 
 
+def conf_views(server) -> tuple[tuple[list[int], list[int]], tuple[list[int], list[int]]]:
+    """(Raft's voters and learners, the member list's)."""
+    conf = server.raft.node.raft.prs.conf_state()
+    return (list(conf.voters), list(conf.learners)), (server.membership.voters(), server.membership.learners())
+
+
 class Recorder:
     def __init__(self, trace: Trace) -> None:
         self.trace = trace
@@ -30,6 +39,7 @@ class Recorder:
         self.last_applied: dict[str, int] = {}        # member name -> its last applied index
         self.leaders: dict[int, tuple[int, str]] = {}  # term -> (leader ID, the member who saw it)
         self.violations: list[Finding] = []
+        self._conf_mismatched: dict[str, bool] = {}  # process name -> reported already
 
     def violation(self, invariant: str, detail: str) -> None:
         v = Finding(invariant, detail, self.trace.loop.time())
@@ -43,6 +53,12 @@ class Recorder:
         def recorded_apply(entries: list[raft_pb2.Entry]):
             result = apply(entries)
             self._applied(name, process, last, entries)
+            if not server._stashed:
+                raft, listed = conf_views(server)
+                if raft != listed and not self._conf_mismatched.get(process.name):
+                    self._conf_mismatched[process.name] = True
+                    self.violation("conf-mismatch", f"{process.name} after applying {entries[-1].index}: "
+                                   f"raft's voters and learners are {raft}, the member list's {listed}")
             return result
 
         def recorded_soft_state(soft):

@@ -172,6 +172,7 @@ class SimFileSystem:
         fault = self._step(op, fd)
         node = self._fds[fd]
         self.disk.synced(node)
+        self.process.syncs += 1
         self._done(fault, op, fd)
 
     def ftruncate(self, fd: int, size: int) -> None:
@@ -251,6 +252,7 @@ class SimFileSystem:
     def fsync_dir(self, path: str) -> None:
         fault = self._step("fsync_dir", path)
         self.disk.dir_synced(path)
+        self.process.syncs += 1
         self._done(fault, "fsync_dir", path)
 
     def boot_id(self) -> str:

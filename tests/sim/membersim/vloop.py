@@ -77,9 +77,10 @@ class _JumpToNextTimer:
 
 
 class VirtualTimeLoop(asyncio.BaseEventLoop):
-    """``disk_delay(process)``: seconds one step of blocking work of that process takes."""
+    """``disk_delay(process, synced)``: seconds one step of blocking work of that process takes
+    (``synced``: the work synced a file or directory)."""
 
-    def __init__(self, disk_delay: Callable[[Process | None], float]) -> None:
+    def __init__(self, disk_delay: Callable[[Process | None, bool], float]) -> None:
         super().__init__()
         self._now = 0.0
         self._selector = _JumpToNextTimer(self)
@@ -126,16 +127,18 @@ class VirtualTimeLoop(asyncio.BaseEventLoop):
         owner = CURRENT.get()
 
         def work() -> None:
+            syncs = owner.syncs if owner is not None else 0
+            result, error = None, None
             try:
                 result = func(*args)
             except ProcessKilled:
                 return  # the process died in the middle of it: nothing comes back
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, as a thread would
-                self.call_later(self._disk_delay(owner), _settle, future, None, exc)
-            else:
-                self.call_later(self._disk_delay(owner), _settle, future, result, None)
+                error = exc
+            synced = owner is not None and owner.syncs > syncs
+            self.call_later(self._disk_delay(owner, synced), _settle, future, result, error)
 
-        self.call_later(self._disk_delay(owner), work)
+        self.call_later(self._disk_delay(owner, False), work)
         return future
 
 

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 _LMDB_OPEN = lmdb.open
 DISK_DELAY = (0.0001, 0.002)      # seconds of one blocking disk call (fsync included)
-SLOW_DISK_DELAY = (0.02, 0.3)
+SLOW_SYNC_DELAY = (0.04, 0.6)     # ... one that synced, on a slow disk (writes into the page
+                                  # cache stay fast: what waits is what waits for the device)
 
 
 class World:
@@ -47,9 +48,9 @@ class World:
     def rng_for(self, stream: str) -> random.Random:
         return random.Random(f"{self.seed}/{stream}")
 
-    def _disk_delay(self, process) -> float:
-        slow = process is not None and process.name in self.slow_disk
-        return self._disk_rng.uniform(*(SLOW_DISK_DELAY if slow else DISK_DELAY))
+    def _disk_delay(self, process, synced: bool) -> float:
+        slow = synced and process is not None and process.name in self.slow_disk
+        return self._disk_rng.uniform(*(SLOW_SYNC_DELAY if slow else DISK_DELAY))
 
     def _loop_exception(self, loop, context: dict) -> None:
         exc = context.get("exception")
