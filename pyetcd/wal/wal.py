@@ -292,6 +292,12 @@ class WAL:
             last_index = max(entries[-1].index if entries else 0, snapshot.index if snapshot else 0)
             wal = cls(fs, dirpath, lock_fd, segments, metadata, hardstate, snapshot, last_index,
                       segment_size, logger)
+            # What a restart read may be only in the page cache (the process died before an
+            # fdatasync): make it durable before the member acts on it (sim F14: a restart
+            # finished a snapshot install from an unsynced WAL marker; a power loss then took
+            # the marker back and left the database ahead of the WAL). Earlier segments were
+            # synced when they were cut.
+            fs.fdatasync(wal._fd)
         except BaseException:
             fs.close(lock_fd)
             raise

@@ -287,3 +287,23 @@ def test_every_crash_point_recovers_what_was_acknowledged(tmp_path):
         check(model, recover(os.path.join(image, "wal")), f"power loss before operation {n}")
         shutil.rmtree(tmp_path / "run")
         shutil.rmtree(image)
+
+
+def test_what_a_restart_reads_survives_a_power_loss_after_it(tmp_path):
+    """sim F14: a restart acted on a WAL record the dead process had written but not synced (a
+    snapshot marker: it finished the install); a power loss then took the record back and left
+    the database ahead of the WAL. Opening the WAL makes what it read durable."""
+    root = str(tmp_path / "run")
+    os.makedirs(root)
+    fs = CrashFS(root, None)
+    waldir = os.path.join(root, "wal")
+    w = WAL.create(waldir, META, fs=fs, segment_size=SEGMENT_SIZE)
+    w.save(hs(1, 0), ents(1, 3, 1), sync=False)  # the process dies before any fdatasync
+    fs.kill()
+    restarted = WAL.open(waldir, fs=fs, segment_size=SEGMENT_SIZE)
+    assert [e.index for e in restarted.read_all()[2]] == [1, 2, 3]
+    image = str(tmp_path / "power-loss")
+    fs.write_power_loss_image(image)  # while the restarted process runs on
+    fs.kill()
+    with WAL.open(os.path.join(image, "wal"), segment_size=SEGMENT_SIZE) as after:
+        assert [e.index for e in after.read_all()[2]] == [1, 2, 3]
