@@ -13,6 +13,7 @@ import os
 import random
 
 from pyetcd.proto.raftpb import raft_pb2
+from pyetcd.storage.checkpoint import DATA_FILE
 
 from membersim.cluster import Cluster
 from membersim.member import SimMember
@@ -27,6 +28,10 @@ NETWORK_FAULT = (0.5, 5.0)  # how long a partition or a lossy spell lasts (unles
 INTENSITY = [0.5, 1, 1, 2, 4]  # per seed, times the mean interval between faults
 P_PAUSE_SNAPSHOT_SENDER = 0.3  # a leader streaming a snapshot is paused (its stream lands late)
 P_KILL_SNAPSHOT_RECEIVER = 0.3  # a member that just took a snapshot is killed soon after
+# a member whose log holds entries above a snapshot coming in (a deposed leader's uncommitted
+# tail) crashes as it installs it: the restart starts from the WAL marker, with no entry after it
+# (defect 3's path)
+P_CRASH_CUTTING_SNAPSHOT = 0.5
 P_CUT_BURSTING_LEADER = 0.2  # a leader that a burst of writes is aimed at is cut off as it starts
 # a follower that acknowledged a member's addition hears no more from the leader until the
 # member is removed again and the leader has taken a snapshot since (then its disk is slow): the
@@ -38,9 +43,9 @@ SOON = (0.0, 0.3)
 # (operation, the highest occurrence to pick): how far into a process's life a disk fault lands
 CRASH_POINTS = [(ANY, 600), ("fdatasync", 60), ("fsync", 20), ("write", 150), ("rename", 6),
                 ("fsync_dir", 10), ("unlink", 10), ("open", 30), ("pwrite", 10)]
-# a received snapshot's swap into the database file: its WAL marker is written, the entries Raft
-# appends next are not yet
-SWAP = f" -> {os.path.join('member', 'snap', 'db')}"
+# a received snapshot's swap into the database file (the rename onto it: snapshot.swap_in): its
+# WAL marker is written, the entries Raft appends next are not yet
+SWAP = os.sep + os.path.join("member", "snap", "db", DATA_FILE)
 P_CRASH_PLAN, P_SWAP_CRASH_PLAN, P_TORN_PLAN, P_ERROR_PLAN = 0.35, 0.15, 0.15, 0.1
 
 
@@ -59,6 +64,8 @@ class FaultInjector:
             network.on_snapshot_sending = self._snapshot_sending
         if faults.kills:
             network.on_snapshot_installed = self._snapshot_installed
+        if faults.disk_crashes:
+            network.on_snapshot_arriving = self._snapshot_arriving
         if faults.partitions:
             cluster.on_burst = self._burst_at
         if faults.partitions and faults.membership and faults.slow_disk:
@@ -147,6 +154,15 @@ class FaultInjector:
             process = member.process
             self._later(SOON, lambda: self.active and member.process is process
                         and member.kill("injected after a snapshot"))
+
+    def _snapshot_arriving(self, host: str, message: bytes) -> None:
+        member = self.cluster.members[host]
+        if not self.active or not member.serving or not self._may_hit(member):
+            return
+        index = raft_pb2.Message.FromString(message).snapshot.metadata.index
+        if member.server.raft.storage.last_index() > index and self.rng.random() < P_CRASH_CUTTING_SNAPSHOT:
+            kind = self.rng.choice([FaultKind.CRASH_BEFORE, FaultKind.CRASH_AFTER])
+            member.fs.faults.append(DiskFault("rename", 1, kind, SWAP))
 
     def _burst_at(self, member: SimMember) -> None:
         if self.active and member.serving and member.server.is_leader and self._network_free() and \

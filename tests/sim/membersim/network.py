@@ -13,9 +13,10 @@ injector at any time:
 - ``reorder``: messages of one link overtake each other (otherwise a link is FIFO, as TCP).
 
 The fault injector can also react to snapshot streams (``on_snapshot_sending(sender host)``,
-``on_snapshot_installed(receiver host)``): pausing a sender mid-stream makes a deposed leader's
-stale stream land late; killing a receiver right after it took one tests the restart after an
-install. It can watch peer messages too (``on_delivered``), and act right after a follower has
+``on_snapshot_arriving(receiver host, message)``, ``on_snapshot_installed(receiver host)``):
+pausing a sender mid-stream makes a deposed leader's stale stream land late; crashing a receiver
+at the install of one that cuts its log short, or killing it right after it took one, tests the
+restart after an install. It can watch peer messages too (``on_delivered``), and act right after a follower has
 acknowledged entries (``after_ack``).
 
 A message's destination is resolved when it arrives: one still queued when its receiver
@@ -73,6 +74,7 @@ class Network:
         self.reorder = False
         self.duplicate_proposals = False
         self.on_snapshot_sending: Callable[[str], None] = lambda host: None
+        self.on_snapshot_arriving: Callable[[str, bytes], None] = lambda host, message: None
         self.on_snapshot_installed: Callable[[str], None] = lambda host: None
         # (receiver host, sender host, serialized raft message): a peer message arrived
         self.on_delivered: Callable[[str, str, bytes], None] | None = None

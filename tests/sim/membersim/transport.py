@@ -195,6 +195,7 @@ class SimTransport:
     async def _receive_snapshot(self, sender: int, metadata: bytes, data: bytes) -> bool:
         if self.on_snapshot is None or self._stopped:
             return False
+        self.network.on_snapshot_arriving(self.host, metadata)
         fs = self.fs
         path = os.path.join(self.spool_dir, f"snapshot-{sender:x}-{next(self.network.serial)}.tmp")
         try:
