@@ -38,7 +38,8 @@ The pieces, one module each:
                  follower that acknowledged a member's addition black-holed from the leader
                  (slow disk) until the member is removed and a snapshot taken, lossy spells,
                  slow snapshot streams, slow disks, disk fault plans (one of them: a crash at a
-                 received snapshot's swap into the database file)
+                 received snapshot's swap into the database file, armed too when a snapshot
+                 coming in cuts the receiver's log short)
   options.py     run length, cluster sizes, timings, and the switches per fault kind
   recorder.py    wraps each server's ``apply`` and ``on_soft_state``: the agreed log
   reference.py   the agreed log replayed through a fresh Applier on a fresh Backend
