@@ -296,8 +296,11 @@ class WAL:
             # fdatasync): make it durable before the member acts on it (sim F14: a restart
             # finished a snapshot install from an unsynced WAL marker; a power loss then took
             # the marker back and left the database ahead of the WAL). Earlier segments were
-            # synced when they were cut.
+            # synced when they were cut. The directory too: a process that died between a
+            # segment's rename and the directory's fsync left a name a power loss takes back
+            # (sim F15: the WAL of a joined member vanished, which then restarted empty).
             fs.fdatasync(wal._fd)
+            fs.fsync_dir(dirpath)
         except BaseException:
             fs.close(lock_fd)
             raise

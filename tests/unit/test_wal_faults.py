@@ -20,6 +20,8 @@ import os
 import shutil
 from dataclasses import dataclass
 
+import pytest
+
 from pyetcd.fileutil import OS
 from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.wal import WAL, SnapshotMarker
@@ -302,6 +304,43 @@ def test_what_a_restart_reads_survives_a_power_loss_after_it(tmp_path):
     fs.kill()
     restarted = WAL.open(waldir, fs=fs, segment_size=SEGMENT_SIZE)
     assert [e.index for e in restarted.read_all()[2]] == [1, 2, 3]
+    image = str(tmp_path / "power-loss")
+    fs.write_power_loss_image(image)  # while the restarted process runs on
+    fs.kill()
+    with WAL.open(os.path.join(image, "wal"), segment_size=SEGMENT_SIZE) as after:
+        assert [e.index for e in after.read_all()[2]] == [1, 2, 3]
+
+
+class DiesBeforeSyncingARename(CrashFS):
+    """Crashes at the first directory fsync that follows a rename (the rename's name not durable)."""
+
+    renamed = False
+    dying = True
+
+    def rename(self, src: str, dst: str) -> None:
+        super().rename(src, dst)
+        self.renamed = True
+
+    def fsync_dir(self, path: str) -> None:
+        if self.dying and self.renamed:
+            raise Crash(self.ops)
+        super().fsync_dir(path)
+
+
+def test_a_segment_a_restart_opens_survives_a_power_loss_after_it(tmp_path):
+    """sim F15: a first start died between its segment's rename and the directory's fsync; the
+    restart opened that segment and went on (a member joined, took a snapshot); a power loss then
+    took the name back and the member came up with no WAL. Opening the WAL syncs its directory."""
+    root = str(tmp_path / "run")
+    os.makedirs(root)
+    fs = DiesBeforeSyncingARename(root, None)
+    waldir = os.path.join(root, "wal")
+    with pytest.raises(Crash):
+        WAL.create(waldir, META, fs=fs, segment_size=SEGMENT_SIZE)
+    fs.kill()
+    fs.dying = False
+    restarted = WAL.open(waldir, fs=fs, segment_size=SEGMENT_SIZE)
+    restarted.save(hs(1, 0), ents(1, 3, 1))
     image = str(tmp_path / "power-loss")
     fs.write_power_loss_image(image)  # while the restarted process runs on
     fs.kill()
