@@ -16,13 +16,14 @@ from membersim.process import Process, ProcessKilled
 from membersim.simfs import DiskFault, FaultKind, SimFileSystem
 from pyetcd.server import snapshot
 from pyetcd.server.config import ServerConfig
+from pyetcd.storage.checkpoint import DATA_FILE
 
 
 def test_the_swap_crash_plan_fires_at_a_received_snapshots_swap(tmp_path) -> None:
     cfg = ServerConfig({"data-dir": str(tmp_path / "m1" / "data")})
     os.makedirs(cfg.backend_path)
     stash = snapshot.stash_path(cfg.snap_dir, 9, 2)
-    for path in (os.path.join(cfg.backend_path, "data.mdb"), stash):
+    for path in (os.path.join(cfg.backend_path, DATA_FILE), stash):
         with open(path, "wb") as f:
             f.write(b"db")
     crashes: list[str] = []

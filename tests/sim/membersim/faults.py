@@ -79,10 +79,10 @@ class FaultInjector:
         rng, f, plan = self.rng, self.faults, []
         if f.disk_crashes and rng.random() < P_CRASH_PLAN:
             op, most = rng.choice(CRASH_POINTS)
-            kind = rng.choice([FaultKind.CRASH_BEFORE, FaultKind.CRASH_AFTER])
+            kind = self._crash_kind()
             plan.append(DiskFault(op, rng.randint(1, most), kind))
         if f.disk_crashes and rng.random() < P_SWAP_CRASH_PLAN:
-            kind = rng.choice([FaultKind.CRASH_BEFORE, FaultKind.CRASH_AFTER])
+            kind = self._crash_kind()
             plan.append(DiskFault("rename", rng.randint(1, 2), kind, SWAP))
         if f.torn_writes and rng.random() < P_TORN_PLAN:
             plan.append(DiskFault("write", rng.randint(1, 150), FaultKind.TORN))
@@ -90,6 +90,9 @@ class FaultInjector:
             kind = rng.choice([FaultKind.EIO, FaultKind.ENOSPC])
             plan.append(DiskFault(rng.choice(FAILABLE), rng.randint(1, 40), kind))
         return plan
+
+    def _crash_kind(self) -> FaultKind:
+        return self.rng.choice([FaultKind.CRASH_BEFORE, FaultKind.CRASH_AFTER])
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -161,8 +164,7 @@ class FaultInjector:
             return
         index = raft_pb2.Message.FromString(message).snapshot.metadata.index
         if member.server.raft.storage.last_index() > index and self.rng.random() < P_CRASH_CUTTING_SNAPSHOT:
-            kind = self.rng.choice([FaultKind.CRASH_BEFORE, FaultKind.CRASH_AFTER])
-            member.fs.faults.append(DiskFault("rename", 1, kind, SWAP))
+            member.fs.faults.append(DiskFault("rename", 1, self._crash_kind(), SWAP))
 
     def _burst_at(self, member: SimMember) -> None:
         if self.active and member.serving and member.server.is_leader and self._network_free() and \

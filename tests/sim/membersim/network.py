@@ -16,8 +16,8 @@ The fault injector can also react to snapshot streams (``on_snapshot_sending(sen
 ``on_snapshot_arriving(receiver host, message)``, ``on_snapshot_installed(receiver host)``):
 pausing a sender mid-stream makes a deposed leader's stale stream land late; crashing a receiver
 at the install of one that cuts its log short, or killing it right after it took one, tests the
-restart after an install. It can watch peer messages too (``on_delivered``), and act right after a follower has
-acknowledged entries (``after_ack``).
+restart after an install. It can watch peer messages too (``on_delivered``), and act right
+after a follower has acknowledged entries (``after_ack``).
 
 A message's destination is resolved when it arrives: one still queued when its receiver
 restarts reaches the new process, as a sender's queue does once it has reconnected. Code on
