@@ -168,7 +168,10 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("experimental-initial-corrupt-check", False, _parse_bool),
     FlagSpec("experimental-corrupt-check-time", "0s"),
     FlagSpec("experimental-enable-v2v3", "", str, _LATER),
-    FlagSpec("experimental-enable-lease-checkpoint", False, _parse_bool),
+    # (on by default, beyond etcd: a lease keeps its remaining TTL across leader changes)
+    FlagSpec("experimental-enable-lease-checkpoint", True, _parse_bool),
+    FlagSpec("experimental-enable-lease-checkpoint-persist", True, _parse_bool),
+    FlagSpec("experimental-lease-checkpoint-interval", "5m"),
     FlagSpec("experimental-compaction-batch-limit", 1000, int),
     FlagSpec("experimental-snapshot-catchup-entries", 5000, int),
     FlagSpec("experimental-peer-skip-client-san-verification", False, _parse_bool),

@@ -29,6 +29,7 @@ from pyetcd.server.apply import Applier
 from pyetcd.server.compaction import Compactor
 from pyetcd.server.config import ServerConfig, parse_duration
 from pyetcd.server.idutil import RequestIDs
+from pyetcd.server.lease_api import LeaseMethods, new_lessor
 from pyetcd.server.membership import MemberChange, Membership, added_member_id
 from pyetcd.server.platform import Platform
 from pyetcd.server.raft_node import RaftNode
@@ -74,7 +75,7 @@ _CONF_CHANGE_TYPE = {
 }
 
 
-class EtcdServer:
+class EtcdServer(LeaseMethods):
     """One etcd member. Create, ``await start()``, serve, ``await stop()``."""
 
     def __init__(self, cfg: ServerConfig, platform: Platform | None = None) -> None:
@@ -90,6 +91,7 @@ class EtcdServer:
         self.request_timeout = 5 + 2 * cfg["election-timeout"] / 1000
         self.batch_interval = parse_duration(cfg["backend-batch-interval"]) or BACKEND_BATCH_INTERVAL
         self.batch_limit = cfg["backend-batch-limit"] or BACKEND_BATCH_LIMIT
+        self.lessor = new_lessor(self)
         self.member_id = 0
         self.cluster_id = 0
         self.applied_index = 0
@@ -155,7 +157,8 @@ class EtcdServer:
         self.compactor.start()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self.read_index.run(), name="linearizable-reads"),
-                       loop.create_task(self._publish(), name="publish")]
+                       loop.create_task(self._publish(), name="publish"),
+                       loop.create_task(self._run_leases(), name="leases")]
 
     async def stop(self) -> None:
         for task in [*self._tasks, *(t for t in (self._leaving, self._peer_lookup) if t is not None)]:
@@ -186,8 +189,10 @@ class EtcdServer:
     def _use_backend(self, backend: Backend) -> None:
         self.backend = backend
         backend.on_batch_opened = self._schedule_batch_commit
-        self.store = KVStore(backend)
+        self.lessor.use_backend(backend)
+        self.store = KVStore(backend, leases=self.lessor)
         self.applier = Applier(self.store)
+        self.lessor.register(self.applier)
         self.applier.register("member_change", self._apply_member_change)
         self.applier.register("fence", self._apply_fence)
         self.membership = Membership(backend)
@@ -228,6 +233,7 @@ class EtcdServer:
                 f"{self.raft.term}")
         else:
             log(logger, logging.INFO, f"raft.node: {self.member_id:x} lost leader")
+        self._leadership_changed(soft.lead)
         self._leader_changed.set()
         self._leader_changed = asyncio.Event()
 
@@ -770,11 +776,11 @@ class EtcdServer:
         if self._started_voters(excluding) < voters_after // 2 + 1:
             raise errors.ErrMemberNotEnoughStarted
 
-    async def _forward_to_leader(self, method: str, req, response_type):
+    async def _forward_to_leader(self, method: str, req, response_type, service: str = "Cluster"):
         leader = self.membership.members.get(self.raft.lead)
         if leader is None or not leader.clientURLs:
             raise errors.ErrNoLeader
-        return await self.platform.call_member(list(leader.clientURLs), "Cluster", method, req, response_type,
+        return await self.platform.call_member(list(leader.clientURLs), service, method, req, response_type,
                                                timeout=self.request_timeout)
 
     # ---- health --------------------------------------------------------------------------------

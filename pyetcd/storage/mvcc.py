@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
+from typing import Protocol
 
 import lmdb
 
@@ -45,9 +46,17 @@ KeyValue = kv_pb2.KeyValue
 Event = kv_pb2.Event
 
 
+class LeaseAttachments(Protocol):
+    """Told of every key a write attaches to a lease or detaches (the server's lessor)."""
+
+    def key_leased(self, txn: lmdb.Transaction, key: bytes, lease: int) -> None:
+        """``key`` is now attached to ``lease``; 0: to none (also when it is deleted)."""
+
+
 class KVStore:
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, leases: LeaseAttachments | None = None) -> None:
         self.backend = backend
+        self.leases = leases
 
     def read(self) -> ReadTxn:
         """A view of everything applied: the backend's open batch if there is one (on the loop
@@ -59,7 +68,7 @@ class KVStore:
 
     def write(self) -> WriteTxn:
         """Changes into the backend's batch (committed later, see backend.py)."""
-        return WriteTxn(self.backend, self.backend.write_txn())
+        return WriteTxn(self.backend, self.backend.write_txn(), self.leases)
 
     def _meta(self, name: str) -> int:
         with self.read() as view:
@@ -198,8 +207,9 @@ class WriteTxn(ReadTxn):
     backend's batch. Leaving it with an exception drops the whole backend batch: whoever
     writes must stop then."""
 
-    def __init__(self, backend: Backend, txn: lmdb.Transaction) -> None:
+    def __init__(self, backend: Backend, txn: lmdb.Transaction, leases: LeaseAttachments | None = None) -> None:
         super().__init__(backend, txn, owned=False)
+        self._leases = leases
         self._changes = 0
         self._events: list[Event] = []
         self._dirty = False
@@ -239,6 +249,8 @@ class WriteTxn(ReadTxn):
         self.index.add(key, revision)
         self._changes += 1
         self._events.append(event)
+        if self._leases is not None and lease != (prev.lease if prev is not None else 0):
+            self._leases.key_leased(self.txn, key, lease)
         return main
 
     def delete_range(self, key: bytes, end: bytes | None, want_prev: bool = False
@@ -257,6 +269,8 @@ class WriteTxn(ReadTxn):
             self.index.add(k, revision)
             self._changes += 1
             self._events.append(event)
+            if self._leases is not None:
+                self._leases.key_leased(self.txn, k, 0)
         return len(found), prevs
 
     def finish_request(self) -> list[Event]:

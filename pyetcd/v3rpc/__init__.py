@@ -73,11 +73,29 @@ class Cluster(_Service):
         return await self.server.member_promote(req)
 
 
+class Lease(_Service):
+    async def LeaseGrant(self, req, ctx):
+        return await self.server.lease_grant(req)
+
+    async def LeaseRevoke(self, req, ctx):
+        return await self.server.lease_revoke(req)
+
+    async def LeaseKeepAlive(self, requests, ctx):
+        async for req in requests:
+            yield await self.server.lease_keep_alive(req)
+
+    async def LeaseTimeToLive(self, req, ctx):
+        return await self.server.lease_time_to_live(req)
+
+    async def LeaseLeases(self, req, ctx):
+        return await self.server.lease_leases(req)
+
+
 class _Unimplemented(_Service):
     """A service none of whose methods is built yet."""
 
 
-_IMPLS = {"KV": KV, "Maintenance": Maintenance, "Cluster": Cluster, "Auth": Auth}
+_IMPLS = {"KV": KV, "Maintenance": Maintenance, "Cluster": Cluster, "Auth": Auth, "Lease": Lease}
 
 
 def services(server: EtcdServer) -> dict[str, Any]:

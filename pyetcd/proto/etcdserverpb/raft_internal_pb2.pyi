@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class InternalRaftRequest(_message.Message):
-    __slots__ = ("ID", "max_index", "put", "delete_range", "txn", "compaction", "member_change", "fence")
+    __slots__ = ("ID", "max_index", "put", "delete_range", "txn", "compaction", "member_change", "fence", "lease_grant", "lease_revoke", "lease_checkpoint")
     ID_FIELD_NUMBER: _ClassVar[int]
     MAX_INDEX_FIELD_NUMBER: _ClassVar[int]
     PUT_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,9 @@ class InternalRaftRequest(_message.Message):
     COMPACTION_FIELD_NUMBER: _ClassVar[int]
     MEMBER_CHANGE_FIELD_NUMBER: _ClassVar[int]
     FENCE_FIELD_NUMBER: _ClassVar[int]
+    LEASE_GRANT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_REVOKE_FIELD_NUMBER: _ClassVar[int]
+    LEASE_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     ID: int
     max_index: int
     put: _rpc_pb2.PutRequest
@@ -25,7 +28,20 @@ class InternalRaftRequest(_message.Message):
     compaction: _rpc_pb2.CompactionRequest
     member_change: MemberChange
     fence: Fence
-    def __init__(self, ID: _Optional[int] = ..., max_index: _Optional[int] = ..., put: _Optional[_Union[_rpc_pb2.PutRequest, _Mapping]] = ..., delete_range: _Optional[_Union[_rpc_pb2.DeleteRangeRequest, _Mapping]] = ..., txn: _Optional[_Union[_rpc_pb2.TxnRequest, _Mapping]] = ..., compaction: _Optional[_Union[_rpc_pb2.CompactionRequest, _Mapping]] = ..., member_change: _Optional[_Union[MemberChange, _Mapping]] = ..., fence: _Optional[_Union[Fence, _Mapping]] = ...) -> None: ...
+    lease_grant: _rpc_pb2.LeaseGrantRequest
+    lease_revoke: _rpc_pb2.LeaseRevokeRequest
+    lease_checkpoint: _rpc_pb2.LeaseCheckpointRequest
+    def __init__(self, ID: _Optional[int] = ..., max_index: _Optional[int] = ..., put: _Optional[_Union[_rpc_pb2.PutRequest, _Mapping]] = ..., delete_range: _Optional[_Union[_rpc_pb2.DeleteRangeRequest, _Mapping]] = ..., txn: _Optional[_Union[_rpc_pb2.TxnRequest, _Mapping]] = ..., compaction: _Optional[_Union[_rpc_pb2.CompactionRequest, _Mapping]] = ..., member_change: _Optional[_Union[MemberChange, _Mapping]] = ..., fence: _Optional[_Union[Fence, _Mapping]] = ..., lease_grant: _Optional[_Union[_rpc_pb2.LeaseGrantRequest, _Mapping]] = ..., lease_revoke: _Optional[_Union[_rpc_pb2.LeaseRevokeRequest, _Mapping]] = ..., lease_checkpoint: _Optional[_Union[_rpc_pb2.LeaseCheckpointRequest, _Mapping]] = ...) -> None: ...
+
+class LeaseRecord(_message.Message):
+    __slots__ = ("ID", "TTL", "RemainingTTL")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    REMAININGTTL_FIELD_NUMBER: _ClassVar[int]
+    ID: int
+    TTL: int
+    RemainingTTL: int
+    def __init__(self, ID: _Optional[int] = ..., TTL: _Optional[int] = ..., RemainingTTL: _Optional[int] = ...) -> None: ...
 
 class Fence(_message.Message):
     __slots__ = ("request_id", "max_index")
