@@ -70,6 +70,7 @@ class Options:
     min_members: int = 1
     max_members: int = 5          # founders at most; the operator adds up to this many
     clients: int = 4
+    lease_clients: int = 1        # clients granting, attaching, keeping alive and revoking leases
     think: float = 0.03           # mean pause between a client's calls, seconds
     fault_interval: float = 0.6   # mean time between two injected faults
     reconfig_interval: float = 2.0

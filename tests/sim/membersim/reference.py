@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pyetcd.proto.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.server.apply import Applier
+from pyetcd.server.lessor import Lessor
 from pyetcd.storage.backend import Backend
 from pyetcd.storage.mvcc import KVStore
 
@@ -49,7 +50,11 @@ class RefEntry:
 class Reference:
     def __init__(self, path: str, log: dict[int, raft_pb2.Entry], first_index: int) -> None:
         self.backend = Backend(path)
-        self.applier = Applier(KVStore(self.backend))
+        # (never primary: leases end only by the revokes in the log)
+        lessor = Lessor(0, lambda: 0.0, checkpoint_interval=0)
+        lessor.use_backend(self.backend)
+        self.applier = Applier(KVStore(self.backend, leases=lessor))
+        lessor.register(self.applier)
         self.applier.register("fence", lambda w, fence: raft_internal_pb2.FenceResponse())
         self.applier.register("member_change", lambda w, change: rpc_pb2.MemberListResponse())
         self.entries: list[RefEntry] = [_decode(log[i]) for i in range(first_index, max(log) + 1)]
