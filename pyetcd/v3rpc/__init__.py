@@ -10,6 +10,7 @@ from typing import Any
 
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.v3rpc.watch import WatchServer
 
 
 class _Service:
@@ -95,7 +96,8 @@ class _Unimplemented(_Service):
     """A service none of whose methods is built yet."""
 
 
-_IMPLS = {"KV": KV, "Maintenance": Maintenance, "Cluster": Cluster, "Auth": Auth, "Lease": Lease}
+_IMPLS = {"KV": KV, "Watch": WatchServer, "Maintenance": Maintenance, "Cluster": Cluster, "Auth": Auth,
+          "Lease": Lease}
 
 
 def services(server: EtcdServer) -> dict[str, Any]:

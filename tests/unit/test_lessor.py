@@ -126,8 +126,8 @@ def test_revoke_deletes_every_attached_key_in_one_revision(node):
     rev = node.store.rev
     resp = node.do(lease_revoke=P.LeaseRevokeRequest(ID=1))
     assert resp.header.revision == rev + 1
-    assert [(ev.type, ev.kv.key, ev.kv.mod_revision) for ev in node.events] == \
-        [(1, b"x", rev + 1), (1, b"y", rev + 1), (1, b"z", rev + 1)]
+    assert [(change.deleted, change.key, change.main) for change in node.events] == \
+        [(True, b"x", rev + 1), (True, b"y", rev + 1), (True, b"z", rev + 1)]
     assert node.get(b"x") == [] and node.get(b"other") != []
     assert node.lessor.leases == {} and node.lessor.key_lease == {}
     with pytest.raises(errors.EtcdError) as e:
