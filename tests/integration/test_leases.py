@@ -4,12 +4,14 @@ Times are measured with deadlines around the server's promises: a lease's keys v
 than TTL after the last keep-alive was sent, and within TTL + 1 s of its answer."""
 from __future__ import annotations
 
+import threading
 import time
 
 import grpc
 import pytest
 
 from pyetcd.proto.etcdserverpb import rpc_pb2 as P, rpc_pb2_grpc
+from pyetcd.proto.mvccpb import kv_pb2
 from servers import PYETCD, Server, cluster, start_all, wait_for
 
 # a checkpoint a second, so a leader change or restart shows whether the remaining TTL was kept
@@ -176,3 +178,28 @@ def test_a_member_restored_from_a_snapshot_carries_leases_and_attachments(three)
     target = status(behind).header.member_id
     stub(lead, rpc_pb2_grpc.MaintenanceStub).MoveLeader(P.MoveLeaderRequest(targetID=target), timeout=15)
     assert sorted(ttl_of(behind, kept, keys=True).keys) == sorted([b"p", long_key])
+
+
+def test_a_revoke_reaches_watchers_as_deletes_of_one_revision(single):
+    lease_id = grant(single, 600)
+    for key in (b"w/b", b"w/a"):
+        kv(single).Put(P.PutRequest(key=key, value=b"v", lease=lease_id), timeout=10)
+    start = kv(single).Range(P.RangeRequest(key=b"w/a"), timeout=10).header.revision + 1
+    create = P.WatchRequest(create_request=P.WatchCreateRequest(key=b"w/", range_end=b"w0", start_revision=start))
+    done = threading.Event()
+
+    def requests():
+        yield create
+        done.wait(20)  # (the stream stays open until the test has its events)
+    watch = stub(single, rpc_pb2_grpc.WatchStub).Watch(requests(), timeout=20)
+    try:
+        assert next(watch).created
+        rev = leases(single).LeaseRevoke(P.LeaseRevokeRequest(ID=lease_id), timeout=10).header.revision
+        events = []
+        while len(events) < 2:
+            events += next(watch).events
+    finally:
+        done.set()
+        watch.cancel()
+    delete = kv_pb2.Event.DELETE
+    assert [(e.type, e.kv.key, e.kv.mod_revision) for e in events] == [(delete, b"w/a", rev), (delete, b"w/b", rev)]
