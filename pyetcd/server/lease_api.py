@@ -108,8 +108,8 @@ class LeaseMethods:
         return await self._propose(lease_revoke=req)
 
     async def lease_leases(self: EtcdServer, req: rpc_pb2.LeaseLeasesRequest) -> rpc_pb2.LeaseLeasesResponse:
-        return rpc_pb2.LeaseLeasesResponse(header=self.header(),
-                                           leases=[rpc_pb2.LeaseStatus(ID=lease.id) for lease in self.lessor.by_expiry()])
+        listed = [rpc_pb2.LeaseStatus(ID=lease.id) for lease in self.lessor.by_expiry()]
+        return rpc_pb2.LeaseLeasesResponse(header=self.header(), leases=listed)
 
     async def lease_keep_alive(self: EtcdServer, req: rpc_pb2.LeaseKeepAliveRequest
                                ) -> rpc_pb2.LeaseKeepAliveResponse:

@@ -70,8 +70,8 @@ class Simulation:
         until = world.loop.time() + options.duration
         actors = [KVClient(f"c{i}", cluster, self.history, world.rng_for(f"client-{i}"), options.client_timeout,
                            options.think).run(until) for i in range(options.clients)]
-        actors += [LeaseClient(f"l{i}", cluster, self.history, world.rng_for(f"lease-client-{i}"), options.client_timeout,
-                               options.think).run(until) for i in range(options.lease_clients)]
+        actors += [LeaseClient(f"l{i}", cluster, self.history, world.rng_for(f"lease-client-{i}"),
+                               options.client_timeout, options.think).run(until) for i in range(options.lease_clients)]
         actors.append(self.injector.run(until))
         if options.faults.membership and options.max_members > 1:
             actors.append(Reconfigurer(cluster, self.history, world.rng_for("reconfig"), options.client_timeout,
