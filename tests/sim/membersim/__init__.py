@@ -30,6 +30,8 @@ The pieces, one module each:
   cluster.py     the machines, founders and added ones
   workload.py    KV clients: put, delete, compare-and-swap txn (Kubernetes' update),
                  linearizable and serializable range, compact — every write with a unique token
+  leases.py      a lease client: grants, puts with a lease, keep-alives, revokes (the rest
+                 expire through the leaders)
   reconfig.py    member add (learner or voter, joining with ``--initial-cluster-state existing``
                  and an empty data dir), remove, promote; and at once the removal of a member
                  the fault injector wants gone again
@@ -42,7 +44,8 @@ The pieces, one module each:
                  coming in cuts the receiver's log short)
   options.py     run length, cluster sizes, timings, and the switches per fault kind
   recorder.py    wraps each server's ``apply`` and ``on_soft_state``: the agreed log
-  reference.py   the agreed log replayed through a fresh Applier on a fresh Backend
+  reference.py   the agreed log replayed through a fresh Applier on a fresh Backend (leases
+                 by a lessor that is never primary: they end only by the log's revokes)
   linearizability.py, checks.py   the checks below
   simulation.py  one seed from start to end; ``run_seed``
   planted.py     defects of issue 6 put back (``run.py --member --plant NAME``), to show the
@@ -72,7 +75,7 @@ written down in tests/sim/FINDINGS.md; fault kinds with open findings are left o
 (options.OPEN_FINDINGS, ``--with KIND`` to run them).
 
 Not simulated: TLS, the client port's gRPC/HTTP layer (clients call the server's methods),
-watches, leases and auth (not built yet), clock skew between members (one virtual clock),
+watches, auth (not built yet), clock skew between members (one virtual clock),
 a transport that loses a stream's queued messages on reconnect, disk corruption of synced
 data (bit flips), and LMDB's own reads and writes failing (they bypass the FileSystem).
 """
