@@ -66,6 +66,7 @@ class LeaseMethods:
         per_check = int(REVOKES_PER_SECOND * LEASE_CHECK_INTERVAL)
         try:
             while True:
+                await self.lessor.wait_for_work()
                 await asyncio.sleep(LEASE_CHECK_INTERVAL)
                 for lease_id in self.lessor.expired_leases(per_check, skip=in_flight):
                     task = loop.create_task(self._revoke_expired(lease_id), name="lease-revoke")

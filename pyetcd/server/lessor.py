@@ -88,6 +88,7 @@ class Lessor:
         self.primary = False
         self._extend = 0.0
         self._gone: dict[int, asyncio.Event] = {}  # lease ID -> set once it is revoked (or demoted)
+        self._has_work = asyncio.Event()  # set while primary with leases (see wait_for_work)
         self._db: lmdb._Database | None = None
 
     # ---- the backend ---------------------------------------------------------------------
@@ -131,6 +132,7 @@ class Lessor:
         self.leases[lease.id] = lease
         if self.primary:
             self._refresh(lease, lease.ttl)
+            self._has_work.set()
         resp = rpc_pb2.LeaseGrantResponse(ID=lease.id, TTL=lease.ttl)
         resp.header.revision = w.visible_rev()
         return resp
@@ -186,6 +188,8 @@ class Lessor:
         self.primary, self._extend = True, extend
         for lease in self.leases.values():
             self._refresh(lease, lease.effective_ttl + extend)
+        if self.leases:
+            self._has_work.set()
 
     def demote(self) -> None:
         self.primary = False
@@ -194,6 +198,12 @@ class Lessor:
         for gone in self._gone.values():
             gone.set()  # (a renew waiting for an expired lease's revoke gives up: no longer primary)
         self._gone.clear()
+
+    async def wait_for_work(self) -> None:
+        """Until this member is primary and has leases (the leader's loop sleeps meanwhile)."""
+        while not (self.primary and self.leases):
+            self._has_work.clear()
+            await self._has_work.wait()
 
     def renew(self, lease: Lease) -> int:
         """The primary renews ``lease`` (its checkpointed remaining TTL, if any, is reset by a

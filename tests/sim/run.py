@@ -42,6 +42,7 @@ class Suite:
     without: tuple[str, ...] = ()                          # member suite: fault kinds left out ...
     with_: tuple[str, ...] = ()                            # ... or brought back (see OPEN_FINDINGS)
     plant: str | None = None                               # member suite: a planted bug (planted.py)
+    lease_clients: int = membersim.Options.lease_clients   # member suite: 0 runs the seeds of before leases
     verbose: bool = False
 
     @property
@@ -55,7 +56,8 @@ class Suite:
             faults = membersim.Faults.default().with_(*self.with_).without(*self.without)
             plant = PLANTS[self.plant]() if self.plant else contextlib.nullcontext()
             with plant:
-                membersim.run_seed(seed, membersim.Options(faults=faults, verbose=self.verbose))
+                membersim.run_seed(seed, membersim.Options(faults=faults, lease_clients=self.lease_clients,
+                                                           verbose=self.verbose))
         else:
             simcluster.run_seed(seed, simcluster.Options(fault_ticks=self.ticks, verbose=self.verbose))
 
@@ -98,6 +100,7 @@ def run_many(start: int, count: int, jobs: int, suite: Suite, first_failure: boo
 def replay_command(suite: Suite, seed: int) -> str:
     flags = " --member" + "".join(f" --with {w}" for w in suite.with_) + \
         "".join(f" --without {w}" for w in suite.without) + (f" --plant {suite.plant}" if suite.plant else "") \
+        + (f" --lease-clients {suite.lease_clients}" if suite.lease_clients != Suite.lease_clients else "") \
         if suite.member else ""
     return f"python tests/sim/run.py{flags} --seed {seed} -v"
 
@@ -116,10 +119,13 @@ def main() -> int:
     ap.add_argument("--plant", choices=sorted(PLANTS), help="member: run with this planted bug (expect failures)")
     ap.add_argument("--first-failure", action="store_true", help="stop at the first failing seed (with --plant: "
                     "how many seeds it takes to catch the bug)")
+    ap.add_argument("--lease-clients", type=int, default=Suite.lease_clients,
+                    help="member: lease clients (0: the workload, and the seeds, of before leases)")
     ap.add_argument("--seed", type=int, help="replay this one seed")
     ap.add_argument("-v", "--verbose", action="store_true", help="trace the replayed seed")
     a = ap.parse_args()
-    suite = Suite(member=a.member, ticks=a.ticks, without=tuple(a.without), with_=tuple(a.with_), plant=a.plant)
+    suite = Suite(member=a.member, ticks=a.ticks, without=tuple(a.without), with_=tuple(a.with_), plant=a.plant,
+                  lease_clients=a.lease_clients)
     if a.seed is not None:
         try:
             dataclasses.replace(suite, verbose=a.verbose).run(a.seed)
