@@ -55,7 +55,8 @@ class Sink(Protocol):
 
     def has_room(self) -> bool: ...
 
-    def send_events(self, watcher: "Watcher", events: list[bytes], revision: int) -> None: ...
+    def send_events(self, watcher: "Watcher", events: list[tuple[int, bytes]], revision: int) -> None:
+        """(main revision, serialized mvccpb.Event) in revision order, up to ``revision``."""
 
     def send_compacted(self, watcher: "Watcher", compact_revision: int) -> None: ...
 
@@ -199,7 +200,7 @@ class WatchableStore:
         or, if None, left where it is."""
         plain: dict[int, bytes] = {}  # id(change) -> its event, encoded once for every watcher
         with_prev: dict[int, bytes] = {}
-        batches: dict[Watcher, list[bytes]] = {}
+        batches: dict[Watcher, list[tuple[int, bytes]]] = {}
         first: dict[Watcher, int] = {}
         for change in changes:
             main = change.main
@@ -212,10 +213,10 @@ class WatchableStore:
                     event = cache[id(change)] = encode_event(change, view.previous(change) if w.prev_kv else None)
                 batch = batches.get(w)
                 if batch is None:
-                    batches[w] = [event]
+                    batches[w] = [(main, event)]
                     first[w] = main
                 else:
-                    batch.append(event)
+                    batch.append((main, event))
         for w, events in batches.items():
             if w.sink.has_room():
                 w.sink.send_events(w, events, upto)

@@ -4,7 +4,7 @@ Requests (create, cancel, progress) are read by a task of the stream's own; resp
 the order they were made through one queue, so a watcher's `created` always precedes its
 events. Event responses are built from the stored bytes (header + watch_id + events, see
 watchable_store.encode_event): nothing is decoded or encoded again per watcher. The queue holds
-at most BUFFER event responses: a watcher whose stream is that far behind is moved to the
+at most BUFFER event responses (BUFFER_BYTES): a watcher whose stream is that far behind is moved to the
 unsynced group and catches up from the store once the client reads again (etcd's victims).
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pyetcd.server.etcdserver import EtcdServer
 
 BUFFER = 128  # event responses queued per stream (etcd's chanBufLen)
+BUFFER_BYTES = 2 << 20  # and their bytes
 NO_LEADER_CHECKS = 3  # a stream that requires a leader ends after this many election timeouts without one
 DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
 _NOPUT, _NODELETE = rpc_pb2.WatchCreateRequest.NOPUT, rpc_pb2.WatchCreateRequest.NODELETE
@@ -95,25 +96,43 @@ class WatchStream:
         self._next_id = 0
         self._out: collections.deque[tuple[bytes, bool]] = collections.deque()  # (payload, is events)
         self._queued_events = 0
+        self._queued_bytes = 0
         self._wakeup: asyncio.Future | None = None
         self._error: errors.EtcdError | None = None
 
     # ---- the hub's Sink ------------------------------------------------------------------------
 
     def has_room(self) -> bool:
-        return self._queued_events < BUFFER
+        return self._queued_events < BUFFER and self._queued_bytes < BUFFER_BYTES
 
-    def send_events(self, w: Watcher, events: list[bytes], revision: int) -> None:
-        head = self.service.header_field(revision) + (b"\x10" + varint(w.id) if w.id else b"")
-        fields = [b"\x5a" + varint(len(e)) + e for e in events]
+    def send_events(self, w: Watcher, events: list[tuple[int, bytes]], revision: int) -> None:
+        """One response, or several split between revisions once one passes --max-request-bytes
+        (clients refuse messages past their limit: grpc's default is 4 MiB); a revision bigger
+        than that is fragmented if the watcher asked for it."""
+        watch_id = b"\x10" + varint(w.id) if w.id else b""
         limit = self.server.max_request_bytes
-        if w.id in self.fragment and len(fields) > 1 and len(head) + sum(map(len, fields)) >= limit:
+        fields: list[bytes] = []
+        size = last = 0
+        for main, event in events:
+            field = b"\x5a" + varint(len(event)) + event
+            if fields and main != last and size + len(field) > limit:
+                self._send_response(w, watch_id, fields, size, last)
+                fields, size = [], 0
+            fields.append(field)
+            size += len(field)
+            last = main
+        self._send_response(w, watch_id, fields, size, revision)
+        if w.id in self.progress:
+            self.progress[w.id] = False
+
+    def _send_response(self, w: Watcher, watch_id: bytes, fields: list[bytes], size: int, revision: int) -> None:
+        head = self.service.header_field(revision) + watch_id
+        limit = self.server.max_request_bytes
+        if w.id in self.fragment and len(fields) > 1 and len(head) + size >= limit:
             for part in _fragments(head, fields, limit):
                 self._push(part, True)
         else:
             self._push(head + b"".join(fields), True)
-        if w.id in self.progress:
-            self.progress[w.id] = False
 
     def send_compacted(self, w: Watcher, compact_revision: int) -> None:
         self._forget(w.id)
@@ -135,6 +154,7 @@ class WatchStream:
                     payload, is_events = self._out.popleft()
                     if is_events:
                         self._queued_events -= 1
+                        self._queued_bytes -= len(payload)
                         self.service.hub.wake()
                     yield payload
                 if self._error is not None:
@@ -226,6 +246,7 @@ class WatchStream:
         self._out.append((payload, is_events))
         if is_events:
             self._queued_events += 1
+            self._queued_bytes += len(payload)
         self._wake()
 
     def _wake(self) -> None:
