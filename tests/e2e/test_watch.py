@@ -204,3 +204,43 @@ def test_a_follower_installing_a_snapshot_resyncs_its_watchers(three):
     finally:
         on_follower.close()
         on_leader.close()
+
+
+def test_progress_notify_and_progress_requests(tmp_path):
+    m = Server(PYETCD, str(tmp_path / "p.etcd"), extra=["--experimental-watch-progress-notify-interval", "200ms"])
+    m.start()
+    try:
+        rev = put(m.endpoint, b"p", b"1")
+        w = Watch(m.endpoint, rpc_pb2.WatchCreateRequest(key=b"p", progress_notify=True),
+                  rpc_pb2.WatchCreateRequest(key=b"q", watch_id=5))
+        wait_for(lambda: any(r.watch_id == 0 and not r.created and not r.events for r in w.responses), 10,
+                 "a progress notification")
+        notes = [r for r in w.responses if not r.created and not r.events]
+        assert all(r.watch_id == 0 and r.header.revision >= rev for r in notes)  # none for watcher 5
+        w.requests.put(rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest()))
+        wait_for(lambda: any(r.watch_id == -1 for r in w.responses), 10, "the progress response")
+        assert [r.header.revision for r in w.responses if r.watch_id == -1] == [rev]
+    finally:
+        w.close()
+        m.stop()
+
+
+def test_a_stream_that_requires_a_leader_ends_without_one(three):
+    survivor = three[0]
+    before = rpc_pb2_grpc.WatchStub(grpc.insecure_channel(survivor.endpoint)).Watch(
+        iter([rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"x"))]),
+        metadata=[("hasleader", "true")])
+    assert next(before).created
+    for m in three[1:]:
+        m.kill()
+    wait_for(lambda: status(survivor).leader == 0, 30, "the survivor to lose its leader")
+    with pytest.raises(grpc.RpcError) as err:  # (within three election timeouts)
+        for _ in before:
+            pass
+    assert (err.value.code(), err.value.details()) == (grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader")
+    after = rpc_pb2_grpc.WatchStub(grpc.insecure_channel(survivor.endpoint)).Watch(
+        iter([rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"x"))]),
+        metadata=[("hasleader", "true")])
+    with pytest.raises(grpc.RpcError) as err:
+        next(after)
+    assert (err.value.code(), err.value.details()) == (grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader")
