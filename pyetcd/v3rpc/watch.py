@@ -39,6 +39,7 @@ class WatchServer:
         self.server = server
         self._header: tuple[int, int, bytes] = (-1, -1, b"")
         self._need_leader: set[WatchStream] = set()
+        self._monitor: asyncio.Task | None = None
 
     @property
     def hub(self) -> WatchableStore:
@@ -66,8 +67,8 @@ class WatchServer:
         stream = WatchStream(self)
         if need_leader:
             self._need_leader.add(stream)
-            if len(self._need_leader) == 1:
-                asyncio.get_running_loop().create_task(self._monitor_leader(), name="watch-leader-check")
+            if self._monitor is None or self._monitor.done():
+                self._monitor = asyncio.get_running_loop().create_task(self._monitor_leader(), name="watch-leader-check")
         try:
             async for payload in stream.run(requests):
                 yield payload
