@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
-from pyetcd.client._common import Bytes, prefix_end, to_bytes
-from pyetcd.errors import EtcdError
+from pyetcd.client._common import Bytes, prefix_end, to_bytes, txn_request
+from pyetcd.errors import FAILED_PRECONDITION, EtcdError
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.proto.mvccpb import kv_pb2
 
@@ -56,15 +56,45 @@ def session_key(prefix: bytes, lease_id: int) -> bytes:
     return prefix + b"%x" % lease_id
 
 
-def claim(client, key: bytes, value: bytes, lease_id: int) -> tuple[int, rpc_pb2.ResponseHeader, Optional[bytes]]:
-    """Create ``key`` unless it exists: (its create revision, header, the value it had if it existed)."""
+def claim_request(key: bytes, value: bytes, lease_id: int) -> rpc_pb2.TxnRequest:
+    """Create ``key`` with the session's lease unless it exists (then read it)."""
     cmp = rpc_pb2.Compare(key=key, target=rpc_pb2.Compare.CREATE, result=rpc_pb2.Compare.EQUAL, create_revision=0)
-    resp = client.txn(compare=[cmp], success=[rpc_pb2.PutRequest(key=key, value=value, lease=lease_id)],
-                      failure=[rpc_pb2.RangeRequest(key=key)])
+    return txn_request([cmp], [rpc_pb2.PutRequest(key=key, value=value, lease=lease_id)], [rpc_pb2.RangeRequest(key=key)])
+
+
+def claim_result(resp: rpc_pb2.TxnResponse) -> tuple[int, rpc_pb2.ResponseHeader, Optional[bytes]]:
+    """(the key's create revision, header, the value it had if it existed already)."""
     if resp.succeeded:
         return resp.header.revision, resp.header, None
     kv = resp.responses[0].response_range.kvs[0]
     return kv.create_revision, resp.header, kv.value
+
+
+def claim(client, key: bytes, value: bytes, lease_id: int) -> tuple[int, rpc_pb2.ResponseHeader, Optional[bytes]]:
+    return claim_result(client.txn(claim_request(key, value, lease_id)))
+
+
+def older_waiter_request(prefix: bytes, max_create_revision: int) -> rpc_pb2.RangeRequest:
+    """The newest key under ``prefix`` created at or below ``max_create_revision``: the one to wait for."""
+    return rpc_pb2.RangeRequest(key=prefix, range_end=prefix_end(prefix), max_create_revision=max_create_revision,
+                                sort_order=rpc_pb2.RangeRequest.DESCEND, sort_target=rpc_pb2.RangeRequest.CREATE,
+                                limit=1)
+
+
+def leader_request(prefix: bytes) -> rpc_pb2.RangeRequest:
+    """The oldest key under ``prefix``: the lock holder / the leader."""
+    return rpc_pb2.RangeRequest(key=prefix, range_end=prefix_end(prefix), sort_order=rpc_pb2.RangeRequest.ASCEND,
+                                sort_target=rpc_pb2.RangeRequest.CREATE, limit=1)
+
+
+def proclaim_request(key: bytes, create_revision: int, value: bytes, lease_id: int) -> rpc_pb2.TxnRequest:
+    cmp = rpc_pb2.Compare(key=key, target=rpc_pb2.Compare.CREATE, result=rpc_pb2.Compare.EQUAL,
+                          create_revision=create_revision)
+    return txn_request([cmp], [rpc_pb2.PutRequest(key=key, value=value, lease=lease_id)])
+
+
+def not_leader() -> EtcdError:
+    return EtcdError(FAILED_PRECONDITION, ELECTION_NOT_LEADER)
 
 
 def wait_delete(client, key: bytes, revision: int) -> None:
@@ -78,8 +108,7 @@ def wait_delete(client, key: bytes, revision: int) -> None:
 def wait_deletes(client, prefix: bytes, max_create_revision: int) -> rpc_pb2.ResponseHeader:
     """Wait until no key under ``prefix`` has a create revision at or below ``max_create_revision``."""
     while True:
-        resp = client.get(prefix, prefix_end(prefix), max_create_revision=max_create_revision,
-                          sort_order=rpc_pb2.RangeRequest.DESCEND, sort_target=rpc_pb2.RangeRequest.CREATE, limit=1)
+        resp = client.range(older_waiter_request(prefix, max_create_revision))
         if not resp.kvs:
             return resp.header
         wait_delete(client, resp.kvs[0].key, resp.header.revision)
@@ -136,20 +165,16 @@ class Election:
 
     def proclaim(self, value: Bytes) -> None:
         """Change the leader's value without a new election (only while this session campaigns)."""
-        cmp = rpc_pb2.Compare(key=self.key, target=rpc_pb2.Compare.CREATE, result=rpc_pb2.Compare.EQUAL,
-                              create_revision=self.revision)
-        resp = self.client.txn(compare=[cmp], success=[
-            rpc_pb2.PutRequest(key=self.key, value=to_bytes(value), lease=self.session.lease_id)])
+        resp = self.client.txn(proclaim_request(self.key, self.revision, to_bytes(value), self.session.lease_id))
         if not resp.succeeded:
-            raise EtcdError(9, ELECTION_NOT_LEADER)
+            raise not_leader()
 
     def resign(self) -> None:
         self.client.delete(self.key)
 
     def leader(self) -> rpc_pb2.RangeResponse:
         """The leader's key (the lowest create revision under the prefix); no kvs if none leads."""
-        return self.client.get(self.prefix, prefix_end(self.prefix), sort_order=rpc_pb2.RangeRequest.ASCEND,
-                               sort_target=rpc_pb2.RangeRequest.CREATE, limit=1)
+        return self.client.range(leader_request(self.prefix))
 
     def observe(self) -> Iterator[rpc_pb2.RangeResponse]:
         """Yield a RangeResponse with the leader's key-value whenever the leader or its value changes."""

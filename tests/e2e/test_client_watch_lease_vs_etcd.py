@@ -175,3 +175,64 @@ def test_election_campaign_observe_resign(client):
         assert won.wait(10)
         assert next(observed).kvs[0].value == b"two"
         e2.resign()
+
+
+def test_async_watch_lease_lock_election(etcd_server):
+    from pyetcd.client.aio_concurrency import AsyncElection, AsyncLock, AsyncSession
+
+    async def scenario() -> None:
+        async with AsyncClient([etcd_server.endpoint], timeout=10) as c:
+            first = (await c.put("aw", "1")).header.revision
+            await c.put("aw", "2")
+            got = []
+            async with c.watch("aw", start_revision=first) as w:
+                async for resp in w:
+                    got += [ev.kv.value for ev in resp.events]
+                    if len(got) >= 2:
+                        w.cancel()
+            assert got == [b"1", b"2"]
+            seen: list = []
+            cb = c.add_watch_callback("aw", seen.append)
+            await asyncio.wait_for(_until(lambda: cb.next_revision > 0), 10)
+            rev = (await c.put("aw", "3")).header.revision
+            await asyncio.wait_for(_until(lambda: seen), 10)
+            assert seen[0].events[0].kv.mod_revision == rev
+            cb.cancel()
+
+            lease = (await c.lease_grant(2)).ID
+            renewals: list = []
+            async with c.keep_alive(lease, renewals.append):
+                await asyncio.wait_for(_until(lambda: len(renewals) >= 4), 20)
+                assert (await c.lease_time_to_live(lease)).TTL > 0
+            await c.lease_revoke(lease)
+            with pytest.raises(EtcdError):
+                await c.keep_alive_once(lease)
+
+            async with AsyncSession(c, ttl=10) as s1, AsyncSession(c, ttl=10) as s2:
+                async with AsyncLock(s1, "alock"):
+                    waiter = asyncio.ensure_future(AsyncLock(s2, "alock").acquire())
+                    await asyncio.wait_for(_until_async(lambda: _count(c, "alock/", 2)), 10)
+                    assert not waiter.done()
+                await asyncio.wait_for(waiter, 10)
+                e1 = AsyncElection(s1, "ael")
+                await e1.campaign("one")
+                observed = AsyncElection(s2, "ael").observe()
+                assert (await observed.__anext__()).kvs[0].value == b"one"
+                await e1.resign()
+                await observed.aclose()
+
+    asyncio.run(scenario())
+
+
+async def _until(cond) -> None:
+    while not cond():
+        await asyncio.sleep(0.02)
+
+
+async def _until_async(cond) -> None:
+    while not await cond():
+        await asyncio.sleep(0.02)
+
+
+async def _count(c, prefix: str, n: int) -> bool:
+    return (await c.get(prefix, prefix_end(prefix.encode()))).count == n
