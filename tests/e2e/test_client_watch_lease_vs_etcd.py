@@ -236,3 +236,63 @@ async def _until_async(cond) -> None:
 
 async def _count(c, prefix: str, n: int) -> bool:
     return (await c.get(prefix, prefix_end(prefix.encode()))).count == n
+
+
+def test_watch_moves_to_another_member_when_its_member_fails(tmp_path):
+    """A 3-member real cluster: the member serving the watch is stopped; the watch goes on on another
+    member from the next revision, with the writes made meanwhile, each once."""
+    from servers import cluster, start_all
+
+    require_ref()
+    members = cluster([ref_bin("etcd")], str(tmp_path), 3)
+    try:
+        start_all(members)
+        with Client([m.endpoint for m in members], timeout=10) as c:
+            start = c.put("m", "0").header.revision
+            c.put("m", "1")
+            w = c.watch("m", start_revision=start)
+            seen = _events(w, 2)
+            members[0].stop()  # the watch's member (the client starts at the first endpoint)
+            for i in range(2, 5):
+                c.put("m", str(i))
+            seen += _events(w, 5 - len(seen))
+            w.cancel()
+        assert [e[2] for e in seen] == [str(i).encode() for i in range(5)]
+        assert [e[3] for e in seen] == list(range(start, start + 5))
+    finally:
+        for m in members:
+            m.stop()
+
+
+def test_async_watch_resumes_after_restart(tmp_path):
+    require_ref()
+    server = Server([ref_bin("etcd")], str(tmp_path / "infra0.etcd")).start()
+
+    async def scenario() -> list:
+        async with AsyncClient([server.endpoint], timeout=10) as c:
+            start = (await c.put("ar", "0")).header.revision
+            for i in range(1, 4):
+                await c.put("ar", str(i))
+            w = c.watch("ar", start_revision=start)
+            seen = await _async_events(w, 2)
+            server.stop()
+            server.start()
+            for i in range(4, 7):
+                await c.put("ar", str(i))
+            seen += await _async_events(w, 7 - len(seen))
+            w.cancel()
+            return [(v, r - start) for v, r in seen]
+
+    try:
+        assert asyncio.run(scenario()) == [(str(i).encode(), i) for i in range(7)]
+    finally:
+        server.stop()
+
+
+async def _async_events(w, count: int) -> list:
+    got: list = []
+    async for resp in w:
+        got += [(ev.kv.value, ev.kv.mod_revision) for ev in resp.events]
+        if len(got) >= count:
+            break
+    return got
