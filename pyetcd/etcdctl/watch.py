@@ -29,11 +29,19 @@ def new_watch_command() -> Command:
     return cmd
 
 
-def parse_watch_args(args: list[str], dash_at: int, prefix: bool) -> tuple[bytes, list[str], list[str]]:
-    """(key, [range_end], command) from the positional arguments, with etcdctl's errors."""
+def parse_watch_args(args: list[str], dash_at: int, prefix: bool, env_key: str = "",
+                     env_range: str = "") -> tuple[bytes, list[str], list[str]]:
+    """(key, [range_end], command) from the positional arguments (or ETCDCTL_WATCH_KEY and
+    ETCDCTL_WATCH_RANGE_END), with etcdctl's errors."""
+    if env_range and not env_key:
+        raise Exit(EXIT_BAD_ARGS, f'ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END="{gofmt.go_quote_str(env_range)}"')
     watch_args, exec_args = (args[:dash_at], args[dash_at:]) if dash_at >= 0 else (args, [])
     if dash_at >= 0 and not exec_args:
         raise Exit(EXIT_BAD_ARGS, "bad number of arguments (found separator --, but no commands)")
+    if env_key:
+        if watch_args:
+            raise Exit(EXIT_BAD_ARGS, "bad number of arguments (found conflicting environment key)")
+        watch_args = [env_key] + ([env_range] if env_range else [])
     if not watch_args:
         raise Exit(EXIT_BAD_ARGS, "bad number of arguments")
     if prefix and len(watch_args) > 1:
@@ -118,13 +126,27 @@ def print_watch(ctx: Context, watch, exec_args: list[str]) -> None:
         _show(ctx, exc.response)
 
 
+WATCH_ENV = ("ETCDCTL_WATCH_KEY", "ETCDCTL_WATCH_RANGE_END")
+
+
+def _connect(ctx: Context) -> None:
+    """etcdctl's watch reads the WATCH_ENV variables itself: no "unrecognized environment variable"
+    warning for them, and the commands it runs still see them."""
+    kept = {name: os.environ.pop(name) for name in WATCH_ENV if name in os.environ}
+    try:
+        ctx.connect()
+    finally:
+        os.environ.update(kept)
+
+
 def run_watch(cmd: Command, args: list[str]) -> None:
     ctx = Context(cmd)
     if ctx.flags["interactive"]:
-        ctx.connect()
+        _connect(ctx)
         _interactive(ctx, cmd)
-    key, range_end, exec_args = parse_watch_args(args, cmd.args_len_at_dash, ctx.flags["prefix"])
-    ctx.connect()
+    env_key, env_range = (os.environ.get(name, "") for name in WATCH_ENV)
+    key, range_end, exec_args = parse_watch_args(args, cmd.args_len_at_dash, ctx.flags["prefix"], env_key, env_range)
+    _connect(ctx)
     print_watch(ctx, open_watch(ctx, key, range_end), exec_args)
     raise Exit(EXIT_INTERRUPTED, "watch is canceled by the server")
 

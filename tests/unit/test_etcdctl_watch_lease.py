@@ -47,6 +47,23 @@ def test_watch_arg_errors(args, dash, prefix, message):
     assert (info.value.code, info.value.message) == (128, message)
 
 
+@pytest.mark.parametrize("args,dash,prefix,env,want", [
+    ([], -1, False, ("w1", ""), (b"w1", [], [])),
+    (["sh"], 0, False, ("w1", "w2"), (b"w1", ["w2"], ["sh"])),
+    (["w1"], -1, False, ("w1", ""), "bad number of arguments (found conflicting environment key)"),
+    (["w1"], -1, False, ("", "w2"), 'ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END="w2"'),
+    ([], -1, True, ("w1", "w2"), "`range_end` and `--prefix` are mutually exclusive"),
+])
+def test_watch_key_from_environment(args, dash, prefix, env, want):
+    """ETCDCTL_WATCH_KEY / ETCDCTL_WATCH_RANGE_END as etcdctl 3.5.1 takes them."""
+    if isinstance(want, tuple):
+        assert parse_watch_args(args, dash, prefix, *env) == want
+        return
+    with pytest.raises(Exit) as info:
+        parse_watch_args(args, dash, prefix, *env)
+    assert (info.value.code, info.value.message) == (128, want)
+
+
 def _render(fmt: str, resp, is_hex: bool = False) -> bytes:
     return render(SimpleNamespace(display=Printer(fmt, is_hex)), resp)
 
