@@ -249,8 +249,8 @@ class GrpcCall:
     async def _run_stream(self, replies: AsyncIterator[Message]) -> None:
         conn, st = self.conn, self.st
         try:
-            async for reply in replies:
-                payload = reply.SerializeToString()
+            async for reply in replies:  # (messages, or their serialized bytes)
+                payload = reply if isinstance(reply, bytes) else reply.SerializeToString()
                 if not self.headers_sent:
                     self.headers_sent = True
                     conn.send_headers(st, RESPONSE_HEADERS)

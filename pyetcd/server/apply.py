@@ -16,12 +16,12 @@ from pyetcd.errors import EtcdError
 from pyetcd.proto.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd.proto.mvccpb import kv_pb2
 from pyetcd.storage.gosort import go_sort
-from pyetcd.storage.mvcc import KVStore, ReadTxn, WriteTxn
+from pyetcd.storage.mvcc import Change, KVStore, ReadTxn, WriteTxn
 
 KeyValue = kv_pb2.KeyValue
 RangeRequest = rpc_pb2.RangeRequest
 Compare = rpc_pb2.Compare
-ApplyResult = Union[tuple[Union[Message, EtcdError], list[kv_pb2.Event]], None]
+ApplyResult = Union[tuple[Union[Message, EtcdError], list[Change]], None]
 
 _SORT_KEYS: dict[int, Callable[[KeyValue], object]] = {
     RangeRequest.KEY: lambda kv: kv.key,

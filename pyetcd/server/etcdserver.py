@@ -35,6 +35,7 @@ from pyetcd.server.raft_node import RaftNode
 from pyetcd.server.read_index import ReadIndex
 from pyetcd.storage.backend import Backend
 from pyetcd.storage.mvcc import KVStore
+from pyetcd.storage.watchable_store import WatchableStore
 from pyetcd.transport import Rejection, Status, TransportOptions
 
 logger = logging.getLogger("pyetcd.server")
@@ -117,6 +118,8 @@ class EtcdServer:
         self.raft: RaftNode | None = None
         self.transport = None
         self.read_index: ReadIndex | None = None
+        self.watchable = WatchableStore(lambda: self.store)
+        self.watch_progress_interval = parse_duration(cfg["experimental-watch-progress-notify-interval"])
         self.compactor = Compactor(lambda: self.store, cfg["experimental-compaction-batch-limit"],
                                    on_failure=lambda e: self.platform.fatal("compaction failed", e))
 
@@ -153,6 +156,7 @@ class EtcdServer:
             for _ in range(self.election_ticks - 1):
                 node.tick()
         self.compactor.start()
+        self.watchable.start()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self.read_index.run(), name="linearizable-reads"),
                        loop.create_task(self._publish(), name="publish")]
@@ -162,6 +166,7 @@ class EtcdServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.compactor.stop()
+        await self.watchable.stop()
         if self._checkpoint is not None:
             await asyncio.gather(self._checkpoint, return_exceptions=True)
         if self._batch_commit is not None:
@@ -261,6 +266,8 @@ class EtcdServer:
             self._commit_batch()
         if any(request.HasField("compaction") for _, _, request in batch):
             self.compactor.notify()
+        if self.watchable.synced.count:
+            self.watchable.notify([change for result in results if result is not None for change in result[1]])
         for (index, term, request), data, result in zip(batch, logged, results):
             cc = conf_changes.get(index)
             if cc is not None and result is not None and index > self._restored_index:
@@ -428,10 +435,12 @@ class EtcdServer:
         # No await from here until the new backend is in use: nothing may touch a closed one.
         if self.applied_index >= meta.index:
             self.platform.fatal(f"raft installs snapshot {meta.index}, but {self.applied_index} is applied", None)
+        watched_rev = self.store.rev
         self.backend.close()
         snapshot.swap_in(self.fs, stash, self.cfg.backend_path)
         self._use_backend(Backend(self.cfg.backend_path, fs=self.fs))
         self.compactor.notify()  # the new database may carry a compaction of its own to finish
+        self.watchable.restore(watched_rev)
         if self.store.consistent_index != meta.index:
             self.platform.fatal(f"the installed database holds index {self.store.consistent_index}, "
                                 f"not the snapshot's {meta.index}", None)

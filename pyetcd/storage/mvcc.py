@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import lmdb
 
@@ -42,7 +43,21 @@ _FINISHED_KEY = b"finished_compact_rev"
 _SCAN_KEY = b"compact_scan"
 _NO_COMPACT = -1  # etcd's compacted revision before any compaction
 KeyValue = kv_pb2.KeyValue
-Event = kv_pb2.Event
+
+
+class Change(NamedTuple):
+    """One entry of the revision log, as stored: what a watcher is sent."""
+    revision: bytes  # packed (main, sub, flag): see keyindex.REV
+    key: bytes
+    kv: bytes        # serialized KeyValue (a tombstone: the key and its mod_revision)
+
+    @property
+    def main(self) -> int:
+        return REV.unpack(self.revision)[0]
+
+    @property
+    def deleted(self) -> bool:
+        return self.revision[FLAG] == TOMBSTONE
 
 
 class KVStore:
@@ -148,12 +163,30 @@ class ReadTxn:
             return None
         return KeyValue.FromString(self.txn.get(found, db=self._key))
 
-    def history(self, start_rev: int, end_rev: int = 0) -> list[tuple[bytes, bytes]]:
-        """(packed revision, serialized KeyValue) of every change with main revision in
-        [start_rev, end_rev] (end_rev 0: no bound), in revision order (what a watcher catching
-        up replays). Nothing below the compacted revision, even while it is still stored; at
-        it, only what a finished compaction keeps."""
-        return list(self._changes(max(start_rev, self.compact_rev), end_rev))
+    def history(self, start_rev: int, end_rev: int = 0, limit: int = 0) -> list[Change]:
+        """Every change with main revision in [start_rev, end_rev] (end_rev 0: no bound), in
+        revision order (what a watcher catching up replays). Nothing below the compacted
+        revision, even while it is still stored; at it, only what a finished compaction keeps.
+        ``limit`` > 0 stops after that many changes, at the end of a revision (a revision's
+        changes are never split)."""
+        out: list[Change] = []
+        stop_main = None
+        for revision, raw in self._changes(max(start_rev, self.compact_rev), end_rev):
+            if stop_main is not None and revision[:8] != stop_main:
+                break
+            out.append(Change(revision, KeyValue.FromString(raw).key, raw))
+            if limit and len(out) >= limit and stop_main is None:
+                stop_main = revision[:8]
+        return out
+
+    def previous(self, change: Change) -> bytes | None:
+        """The serialized KeyValue ``change``'s key had just before it (a watcher's prev_kv),
+        if it was live then and its history is still kept."""
+        main = change.main
+        found = self.index.newest(change.key, main - 1) if main > 1 else None
+        if found is None or found[FLAG] != PUT or main - 1 < self.compact_rev:
+            return None
+        return self.txn.get(found, db=self._key)
 
     def _changes(self, start_rev: int, end_rev: int) -> Iterator[tuple[bytes, bytes]]:
         """The stored changes with main revision in [start_rev, end_rev] (0: no bound) that a
@@ -201,7 +234,7 @@ class WriteTxn(ReadTxn):
     def __init__(self, backend: Backend, txn: lmdb.Transaction) -> None:
         super().__init__(backend, txn, owned=False)
         self._changes = 0
-        self._events: list[Event] = []
+        self._events: list[Change] = []
         self._dirty = False
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
@@ -222,23 +255,19 @@ class WriteTxn(ReadTxn):
     def put(self, key: bytes, value: bytes, lease: int, prev: KeyValue | None) -> int:
         """Write ``key``; ``prev`` is its live KeyValue (from get) or None. Returns the revision."""
         main = self.rev + 1
-        event = Event()
-        kv = event.kv
-        kv.key = key
-        kv.value = value
-        kv.mod_revision = main
+        kv = KeyValue(key=key, value=value, mod_revision=main, lease=lease)
         if prev is None:
             kv.create_revision = main
             kv.version = 1
         else:
             kv.create_revision = prev.create_revision
             kv.version = prev.version + 1
-        kv.lease = lease
         revision = REV.pack(main, self._changes, PUT)
-        self.txn.put(revision, kv.SerializeToString(), db=self._key, append=True)
+        raw = kv.SerializeToString()
+        self.txn.put(revision, raw, db=self._key, append=True)
         self.index.add(key, revision)
         self._changes += 1
-        self._events.append(event)
+        self._events.append(Change(revision, key, raw))
         return main
 
     def delete_range(self, key: bytes, end: bytes | None, want_prev: bool = False
@@ -249,18 +278,16 @@ class WriteTxn(ReadTxn):
         prevs = [self.txn.get(r, db=self._key) for _, r in found] if want_prev else []
         main = self.rev + 1
         for k, _ in found:
-            event = Event(type=Event.DELETE)
-            event.kv.key = k
-            event.kv.mod_revision = main
             revision = REV.pack(main, self._changes, TOMBSTONE)
-            self.txn.put(revision, event.kv.SerializeToString(), db=self._key, append=True)
+            raw = KeyValue(key=k, mod_revision=main).SerializeToString()
+            self.txn.put(revision, raw, db=self._key, append=True)
             self.index.add(k, revision)
             self._changes += 1
-            self._events.append(event)
+            self._events.append(Change(revision, k, raw))
         return len(found), prevs
 
-    def finish_request(self) -> list[Event]:
-        """End one request: it took a revision if it changed anything. Returns its events."""
+    def finish_request(self) -> list[Change]:
+        """End one request: it took a revision if it changed anything. Returns its changes."""
         events, self._events = self._events, []
         if self._changes:
             self.rev += 1

@@ -10,6 +10,7 @@ from typing import Any
 
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.v3rpc.watch import WatchServer
 
 
 class _Service:
@@ -77,7 +78,7 @@ class _Unimplemented(_Service):
     """A service none of whose methods is built yet."""
 
 
-_IMPLS = {"KV": KV, "Maintenance": Maintenance, "Cluster": Cluster, "Auth": Auth}
+_IMPLS = {"KV": KV, "Watch": WatchServer, "Maintenance": Maintenance, "Cluster": Cluster, "Auth": Auth}
 
 
 def services(server: EtcdServer) -> dict[str, Any]:

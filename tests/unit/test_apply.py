@@ -10,6 +10,7 @@ from pyetcd.proto.mvccpb import kv_pb2
 from pyetcd.server.apply import Applier
 from pyetcd.storage.backend import Backend
 from pyetcd.storage.mvcc import KVStore
+from pyetcd.storage.watchable_store import encode_event
 
 RR = P.RangeRequest
 
@@ -24,7 +25,7 @@ class Node:
         self.index += 1
         item = raft_internal_pb2.InternalRaftRequest(ID=self.index, **request)
         [(resp, events)] = self.applier.apply_batch([(self.index, 2, item)])
-        self.events = events
+        self.events = [kv_pb2.Event.FromString(encode_event(c)) for c in events]
         return resp
 
     def put(self, key, value=b"", **kw):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pyetcd import errors
 from pyetcd.server.compaction import Compactor
 from pyetcd.storage.backend import Backend
-from pyetcd.storage.keyindex import LONG, REV
+from pyetcd.storage.keyindex import LONG
 from pyetcd.storage.mvcc import KVStore
 
 UNLIMITED = 1 << 30
@@ -112,7 +112,7 @@ def test_scheduling_deletes_nothing_and_reads_below_fail_at_once(stores):
             with pytest.raises(errors.EtcdError) as exc:
                 call()
             assert exc.value == errors.ErrCompacted
-        assert min(REV.unpack(revision)[0] for revision, _ in r.history(0)) >= rev
+        assert min(c.main for c in r.history(0)) >= rev
     with store.write() as w:
         with pytest.raises(errors.EtcdError) as exc:
             w.compact(rev)

@@ -12,6 +12,7 @@ from pyetcd.proto.mvccpb import kv_pb2
 from pyetcd.storage.backend import Backend
 from pyetcd.storage.keyindex import LONG, REV
 from pyetcd.storage.mvcc import KVStore
+from pyetcd.storage.watchable_store import encode_event
 
 
 @pytest.fixture
@@ -62,13 +63,13 @@ def test_request_with_several_changes_is_one_revision(store):
         w.put(b"b", b"1", 0, None)
         assert w.visible_rev() == 2
         assert w.range(b"a", b"c")[1] == 2  # the request sees its own writes
-        events = w.finish_request()
+        events = [kv_pb2.Event.FromString(encode_event(c)) for c in w.finish_request()]
         assert w.finish_request() == []  # nothing changed: no revision
     assert store.rev == 2
     assert [(e.type, e.kv.mod_revision) for e in events] == [(kv_pb2.Event.PUT, 2)] * 2
     with store.read() as r:
         history = r.history(0)
-    assert [REV.unpack(rev)[:2] for rev, _ in history] == [(2, 0), (2, 1)]
+    assert [REV.unpack(c.revision)[:2] for c in history] == [(2, 0), (2, 1)]
 
 
 def test_delete_nothing_keeps_revision(store):
@@ -83,7 +84,7 @@ def test_delete_events_and_prev(store):
     write(store, ("put", b"a", b"1"), ("put", b"b", b"2"))
     with store.write() as w:
         count, prevs = w.delete_range(b"a", b"", want_prev=True)
-        events = w.finish_request()
+        events = [kv_pb2.Event.FromString(encode_event(c)) for c in w.finish_request()]
     assert count == 2 and [kv_pb2.KeyValue.FromString(p).value for p in prevs] == [b"1", b"2"]
     assert [(e.type, e.kv.key, e.kv.mod_revision) for e in events] == [
         (kv_pb2.Event.DELETE, b"a", 4), (kv_pb2.Event.DELETE, b"b", 4)]
@@ -131,7 +132,7 @@ def test_compaction_drops_history_and_dead_keys(store):
     assert (store.compact_rev, store.finished_compact_rev) == (5, -1)
     assert stored_revs(store) == [2, 3, 4, 5, 6, 7]  # only scheduled
     with store.read() as r:
-        assert [REV.unpack(rev)[0] for rev, _ in r.history(0)] == [6, 7]  # nothing below 5
+        assert [c.main for c in r.history(0)] == [6, 7]  # nothing below 5
     assert store.compact_batch(1000)
     assert store.finished_compact_rev == 5
     assert stored_revs(store) == [3, 6, 7]  # a@3 kept (newest <= 5), g gone entirely (tombstone at 5)
@@ -149,7 +150,7 @@ def test_history_at_the_compacted_revision_shows_what_compaction_keeps(store):
         w.compact(4)
     with store.read() as r:
         before = r.history(0)
-    assert [REV.unpack(rev)[:2] for rev, _ in before] == [(4, 1)]  # c's put, not a's tombstone
+    assert [REV.unpack(c.revision)[:2] for c in before] == [(4, 1)]  # c's put, not a's tombstone
     assert store.compact_batch(1000)
     with store.read() as r:
         assert r.history(0) == before
