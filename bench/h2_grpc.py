@@ -44,6 +44,7 @@ class Stream:
         self.body = bytearray()  # DATA payloads not yet cut into messages
         self.inbox: list[bytes] = []  # whole messages received, not yet taken
         self.header_block = b""
+        self.end_stream = False  # of the header block being received
         self.ended: StreamError | None = None
         self.send_window = self.stream_send_window = 65535
         self.peer_initial_window = 65535

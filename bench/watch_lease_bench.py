@@ -115,12 +115,15 @@ def open_watchers(server: Server, total: int, puts: int, start_rev: int, args) -
         raise SystemExit(f"{total} watchers do not divide into {args.watch_streams} streams")
     workers = Workers(wl_clients.watchers, [(server.endpoint, WATCH_KEY, n, per_stream, start_rev, puts,
                                              args.timeout) for n in streams])
-    ready = workers.recv_all(args.timeout + 30)
-    created = sum(r[1] for r in ready)
-    if created != total:
+    try:
+        ready = workers.recv_all(args.timeout + 30)
+        created = sum(r[1] for r in ready)
+        if created != total:
+            errors = [e for r in ready for e in r[2]]
+            raise Invalid(f"{created} of {total} watchers created" + (f": {errors[0]}" if errors else ""))
+    except Invalid:
         workers.stop()
-        errors = [e for r in ready for e in r[2]]
-        raise Invalid(f"{created} of {total} watchers created" + (f": {errors[0]}" if errors else ""))
+        raise
     return workers
 
 
