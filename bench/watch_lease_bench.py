@@ -4,12 +4,13 @@ Every round starts a fresh server per target (its own data dir, free 127.0.0.1 p
 PID) and runs, on one target at a time, in alternating order from round to round:
   watch memory  --memory-watchers watchers open on --watch-streams streams: RSS growth per watcher
   watch fan-out --watchers watchers on --watch-streams streams (half key, half prefix watches on
-                the key written), 1 writer doing --puts sequential Puts: events delivered per
-                second (all watchers), put latency p50/p99 while they watch
+                the key written), 1 writer doing --puts sequential Puts and a last one that ends
+                the run: events delivered per second (all watchers), put latency p50/p99 while
+                they watch
   keep-alive    --leases leases granted, then --keepalive-rounds keep-alives for each over
                 --lease-streams LeaseKeepAlive streams: keep-alives answered per second
 A result counts only if it checks out: every watcher created and given every revision written,
-in order and nothing else; every keep-alive answered with a TTL for one of our leases. Otherwise
+in order, and nothing else up to the last; every keep-alive answered with a TTL for one of our leases. Otherwise
 the cell says INVALID and the first reason is printed. Watchers and leases are spread over
 --client-procs processes; their CPU use is printed so a client-bound figure shows as one.
 
@@ -81,9 +82,12 @@ class Workers:
         deadline = time.monotonic() + timeout
         out = []
         for c in self.conns:
-            if not c.poll(max(0.0, deadline - time.monotonic())):
-                raise Invalid(f"a client process did not answer within {timeout:.0f}s")
-            out.append(c.recv())
+            try:
+                if not c.poll(max(0.0, deadline - time.monotonic())):
+                    raise Invalid(f"a client process did not answer within {timeout:.0f}s")
+                out.append(c.recv())
+            except EOFError:
+                raise Invalid("a client process died (its traceback is above)") from None
         return out
 
     def send_all(self, message: str) -> None:
@@ -144,29 +148,29 @@ def watch_memory(server: Server, stub, args) -> Result:
 
 
 def watch_fanout(server: Server, stub, args) -> Result:
+    """--puts timed puts, then one with wl_clients.END that tells the watchers the run is over."""
     start_rev = writer_put(stub) + 1
-    workers = open_watchers(server, args.watchers, args.puts, start_rev, args)
+    writes = args.puts + 1
+    workers = open_watchers(server, args.watchers, writes, start_rev, args)
     try:
         latencies = []
         t0 = time.monotonic()
-        for i in range(args.puts):
+        for i in range(writes):
             t = time.perf_counter()
-            rev = writer_put(stub)
+            rev = writer_put(stub, wl_clients.END if i == args.puts else b"x" * 16)
             latencies.append(time.perf_counter() - t)
             if rev != start_rev + i:
                 raise Invalid(f"put {i} got revision {rev}, expected {start_rev + i}: another writer?")
         results = workers_results(workers, args.timeout + 30)
     finally:
         workers.stop()
-    for r in results:
-        if r.errors:
-            raise Invalid(r.errors[0])
     complete = sum(r.complete for r in results)
     events = sum(r.events for r in results)
-    want = args.watchers * args.puts
-    if complete != args.watchers or events != want:
-        raise Invalid(f"{complete} of {args.watchers} watchers got all {args.puts} events; "
-                      f"{events} events delivered, expected {want}")
+    want = args.watchers * writes
+    errors = [e for r in results for e in r.errors]
+    if complete != args.watchers or events != want or errors:
+        raise Invalid(f"{complete} of {args.watchers} watchers got all {writes} events; {events} events "
+                      f"delivered, expected {want}" + (f"; first error: {errors[0]}" if errors else ""))
     elapsed = max(r.last_event for r in results) - t0
     q = statistics.quantiles(latencies, n=100, method="inclusive")
     return {"events_per_s": want / elapsed, "put_p50_ms": q[49] * 1000, "put_p99_ms": q[98] * 1000,
@@ -269,7 +273,7 @@ def report(targets: list[str], rounds: list[dict[str, tuple[Result, dict[str, st
         print("  INVALID " + r)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", choices=["etcd", "pyetcd"], help="measure one target only")
@@ -285,10 +289,15 @@ def main() -> None:
     ap.add_argument("--keepalive-rounds", type=int, default=3)
     ap.add_argument("--client-procs", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=120.0, help="for one step of a scenario (s)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     if unknown := set(args.scenarios) - set(SCENARIOS):
         raise SystemExit(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     commands = {}
     if args.only != "pyetcd":
         if not have_ref():

@@ -3,9 +3,9 @@
 Each worker runs in its own process, single-threaded, its streams multiplexed with ``selectors``
 (streams are bench/h2_grpc.py connections: one gRPC stream each), and talks to the parent over
 a Pipe:
-  watchers: open the watchers, send ("ready", created, errors), count events until every
-            watcher saw ``puts`` events (or the deadline), send ("done", WatchResult), wait for
-            "close".
+  watchers: open the watchers, send ("ready", created, errors), check events until every
+            watcher saw the run's last put (value END) or the deadline, send ("done",
+            WatchResult), wait for "close".
   leases:   grant leases (grpcio), send ("ready", ids granted, errors), wait for "go", send
             keep-alives for all of them ``rounds`` times over its streams, read every answer,
             send ("done", KeepAliveResult).
@@ -26,6 +26,7 @@ from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 WATCH_PATH = "/etcdserverpb.Watch/Watch"
 KEEPALIVE_PATH = "/etcdserverpb.Lease/LeaseKeepAlive"
+END = b"end"  # the value of a fan-out run's last put
 
 
 def pump(streams: list, handle: Callable[[object, list[bytes]], None], until: Callable[[], bool],
@@ -67,15 +68,16 @@ class WatchResult:
 
 class _Watchers:
     """One Watch stream carrying ``count`` watchers on ``key`` (every other one a prefix watch),
-    all from ``start_rev``: each must see exactly the revisions start_rev .. start_rev+puts-1."""
+    all from ``start_rev``. The run's last put carries END: each watcher must see exactly the
+    revisions start_rev .. start_rev+puts-1, the last one END, and nothing else before it."""
 
     def __init__(self, endpoint: str, key: bytes, count: int, start_rev: int, puts: int) -> None:
         self.stream = Stream(endpoint, WATCH_PATH)
         self.count = count
         self.start_rev = start_rev
-        self.end_rev = start_rev + puts  # the first revision no watcher may see
+        self.end_rev = start_rev + puts  # the revision after END's
         self.next_rev: dict[int, int] = {}  # watch id -> revision its next event must carry
-        self.remaining = count * puts  # events still expected
+        self.finished = 0  # watchers that saw END
         prefix_end = key[:-1] + bytes([key[-1] + 1])
         self.stream.send([rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
             key=key, start_revision=start_rev, range_end=prefix_end if i % 2 else b"")).SerializeToString()
@@ -88,6 +90,10 @@ class _Watchers:
 def _on_watch(res: WatchResult) -> Callable[[_Watchers, list[bytes]], None]:
     parse = rpc_pb2.WatchResponse.FromString
 
+    def fail(message: str) -> None:
+        if len(res.errors) < 10:
+            res.errors.append(message)
+
     def handle(w: _Watchers, messages: list[bytes]) -> None:
         next_rev, end_rev = w.next_rev, w.end_rev
         for raw in messages:
@@ -96,16 +102,17 @@ def _on_watch(res: WatchResult) -> Callable[[_Watchers, list[bytes]], None]:
             if resp.created:
                 next_rev[wid] = w.start_rev
             if resp.canceled:
-                res.errors.append(f"watch {wid} canceled: {resp.cancel_reason}")
+                fail(f"watch {wid} canceled: {resp.cancel_reason}")
             for ev in resp.events:
                 res.events += 1
                 rev = ev.kv.mod_revision
+                if ev.kv.value == END:
+                    w.finished += 1
                 if rev != next_rev.get(wid) or rev >= end_rev or ev.type != ev.PUT:
-                    res.errors.append(f"watch {wid}: event {ev.type} at revision {rev}, expected {next_rev.get(wid)}")
+                    fail(f"watch {wid}: an event at revision {rev} (type {ev.type}), expected revision {next_rev.get(wid)}")
                     next_rev[wid] = -1  # never complete from now on
-                    continue
-                next_rev[wid] = rev + 1
-                w.remaining -= 1
+                else:
+                    next_rev[wid] = rev + 1
             if resp.events:
                 res.last_event = time.monotonic()
     return handle
@@ -121,7 +128,7 @@ def watchers(conn: Connection, endpoint: str, key: bytes, streams: int, per_stre
     conn.send(("ready", sum(len(w.next_rev) for w in opened), res.errors))
     cpu0 = time.process_time()
     if puts and not res.errors:
-        pump(opened, handle, lambda: all(w.remaining <= 0 for w in opened), time.monotonic() + timeout,
+        pump(opened, handle, lambda: all(w.finished == w.count for w in opened), time.monotonic() + timeout,
              res.errors)
     res.cpu_seconds = time.process_time() - cpu0
     res.complete = sum(w.complete() for w in opened)

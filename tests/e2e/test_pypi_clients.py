@@ -11,26 +11,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from typing import Iterator
 
 import pytest
 
+from both_servers import server  # noqa: F401 - the fixture, parametrized over both servers
 from pypi_venvs import CLIENTS, venv_python
-from servers import PYETCD, Server, have_ref, ref_bin
+from servers import Server
 
 PROBES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pypi_probes")
-SERVERS = {"etcd-3.5.1": lambda: [ref_bin("etcd")], "pyetcd": lambda: PYETCD}
-
-
-@pytest.fixture(scope="module", params=list(SERVERS))
-def server(request, tmp_path_factory) -> Iterator[Server]:
-    if request.param == "etcd-3.5.1" and not have_ref():
-        pytest.skip("real etcd 3.5.1 binaries not installed (make ref)")
-    srv = Server(SERVERS[request.param](), str(tmp_path_factory.mktemp(request.param) / "member.etcd"))
-    try:
-        yield srv.start()
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module", params=list(CLIENTS))
@@ -39,7 +27,7 @@ def client(request) -> str:
 
 
 @pytest.fixture(scope="module")
-def observed(client: str, server: Server) -> dict:
+def observed(client: str, server: Server) -> dict:  # noqa: F811
     """One run of the client's probe against the server: {section: what it saw}."""
     prefix = f"e2e/{client}/"
     proc = subprocess.run([venv_python(client), os.path.join(PROBES, f"{client}_probe.py"), "127.0.0.1",
