@@ -1,10 +1,12 @@
 """bench/watch_lease_bench.py at a small scale, on both servers: every scenario gives its figures,
-and the fan-out's checks turn a watcher that saw a revision not written, or missed one, into
-INVALID instead of a figure."""
+and its checks turn a watcher that saw a revision not written, or missed one, or a keep-alive
+answered for no lease of ours, into INVALID instead of a figure."""
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import sys
+import threading
 from typing import Iterator
 
 import grpc
@@ -15,6 +17,7 @@ from servers import ROOT, Server
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import watch_lease_bench as bench  # noqa: E402
+import wl_clients  # noqa: E402
 from pyetcd.proto.etcdserverpb import rpc_pb2_grpc  # noqa: E402
 
 ARGS = ["--watchers", "20", "--watch-streams", "4", "--puts", "10", "--memory-watchers", "200",
@@ -53,3 +56,23 @@ def test_fanout_checks(server, kv, monkeypatch, shift, reason):  # noqa: F811
                         lambda srv, total, puts, start_rev, args: real(srv, total, puts, start_rev + shift, args))
     with pytest.raises(bench.Invalid, match=reason):
         bench.watch_fanout(server, kv, bench.parse_args(ARGS))
+
+
+def test_keep_alive_checks(server, monkeypatch):  # noqa: F811
+    """A keep-alive for a lease that was never granted is answered with TTL 0: an error, not a count."""
+    real = wl_clients.grant
+
+    def grant_and_one_more(*args):
+        ids, errors = real(*args)
+        return ids + [0x3039], errors
+
+    monkeypatch.setattr(wl_clients, "grant", grant_and_one_more)
+    parent, child = mp.Pipe()
+    worker = threading.Thread(target=wl_clients.leases, args=(child, server.endpoint, 5, 60, 2, 1, 4.0))
+    worker.start()
+    assert parent.recv()[:2] == ("ready", 6)
+    parent.send("go")
+    tag, result = parent.recv()
+    worker.join()
+    assert (tag, result.answered) == ("done", 5)
+    assert result.errors == ["keep-alive answer for lease 3039 with TTL 0"]
