@@ -68,11 +68,15 @@ def test_keep_alive_checks(server, monkeypatch):  # noqa: F811
 
     monkeypatch.setattr(wl_clients, "grant", grant_and_one_more)
     parent, child = mp.Pipe()
-    worker = threading.Thread(target=wl_clients.leases, args=(child, server.endpoint, 5, 60, 2, 1, 4.0))
+    worker = threading.Thread(target=wl_clients.leases, args=(child, server.endpoint, 5, 60, 2, 1, 4.0), daemon=True)
     worker.start()
-    assert parent.recv()[:2] == ("ready", 6)
-    parent.send("go")
-    tag, result = parent.recv()
-    worker.join()
+    try:
+        assert parent.poll(30) and parent.recv()[:2] == ("ready", 6)
+        parent.send("go")
+        assert parent.poll(30)
+        tag, result = parent.recv()
+    finally:
+        parent.send("close")  # lets a worker still waiting for "go" end
+        worker.join(10)
     assert (tag, result.answered) == ("done", 5)
     assert result.errors == ["keep-alive answer for lease 3039 with TTL 0"]
