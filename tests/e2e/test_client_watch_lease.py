@@ -1,4 +1,4 @@
-"""pyetcd.client's watch, lease and concurrency API against real etcd 3.5.1 (sync and asyncio)."""
+"""pyetcd.client's watch, lease and concurrency API against real etcd 3.5.1 and pyetcd (sync and asyncio)."""
 from __future__ import annotations
 
 import asyncio
@@ -10,15 +10,24 @@ from pyetcd.client import AsyncClient, Client
 from pyetcd.client.concurrency import Election, Lock, Session
 from pyetcd.client.watch_state import WatchCompacted
 from pyetcd.errors import EtcdError
-from servers import Server, ref_bin, require_ref, wait_for
+from both_servers import SERVERS, server  # noqa: F401 - the module-scoped fixture
+from servers import Server, have_ref, wait_for
 
 PUT, DELETE = 0, 1
 
 
 @pytest.fixture
-def client(etcd_server):
-    with Client([etcd_server.endpoint], timeout=10) as c:
+def client(server):
+    with Client([server.endpoint], timeout=10) as c:
         yield c
+
+
+@pytest.fixture(params=list(SERVERS))
+def server_cmd(request) -> list[str]:
+    """The command of a server a test starts (and restarts) itself."""
+    if request.param == "etcd-3.5.1" and not have_ref():
+        pytest.skip("real etcd 3.5.1 binaries not installed (make ref)")
+    return SERVERS[request.param]()
 
 
 def _events(watch, count: int) -> list:
@@ -91,11 +100,10 @@ def test_watch_compacted_revision_raises(client):
     assert info.value.message == "etcdserver: mvcc: required revision has been compacted"
 
 
-def test_watch_resumes_after_restart_without_gap_or_duplicate(tmp_path):
+def test_watch_resumes_after_restart_without_gap_or_duplicate(tmp_path, server_cmd):
     """Stop the member mid-watch (by PID), write after the restart on the same data dir and port:
     the iterator continues with every revision exactly once."""
-    require_ref()
-    server = Server([ref_bin("etcd")], str(tmp_path / "infra0.etcd")).start()
+    server = Server(server_cmd, str(tmp_path / "infra0.etcd")).start()
     try:
         with Client([server.endpoint], timeout=10) as c:
             start = c.put("r", "0").header.revision
@@ -177,11 +185,11 @@ def test_election_campaign_observe_resign(client):
         e2.resign()
 
 
-def test_async_watch_lease_lock_election(etcd_server):
+def test_async_watch_lease_lock_election(server):
     from pyetcd.client.aio_concurrency import AsyncElection, AsyncLock, AsyncSession
 
     async def scenario() -> None:
-        async with AsyncClient([etcd_server.endpoint], timeout=10) as c:
+        async with AsyncClient([server.endpoint], timeout=10) as c:
             first = (await c.put("aw", "1")).header.revision
             await c.put("aw", "2")
             got = []
@@ -238,13 +246,12 @@ async def _count(c, prefix: str, n: int) -> bool:
     return (await c.get(prefix, prefix_end(prefix.encode()))).count == n
 
 
-def test_watch_moves_to_another_member_when_its_member_fails(tmp_path):
+def test_watch_moves_to_another_member_when_its_member_fails(tmp_path, server_cmd):
     """A 3-member real cluster: the member serving the watch is stopped; the watch goes on on another
     member from the next revision, with the writes made meanwhile, each once."""
     from servers import cluster, start_all
 
-    require_ref()
-    members = cluster([ref_bin("etcd")], str(tmp_path), 3)
+    members = cluster(server_cmd, str(tmp_path), 3)
     try:
         start_all(members)
         with Client([m.endpoint for m in members], timeout=10) as c:
@@ -264,9 +271,8 @@ def test_watch_moves_to_another_member_when_its_member_fails(tmp_path):
             m.stop()
 
 
-def test_async_watch_resumes_after_restart(tmp_path):
-    require_ref()
-    server = Server([ref_bin("etcd")], str(tmp_path / "infra0.etcd")).start()
+def test_async_watch_resumes_after_restart(tmp_path, server_cmd):
+    server = Server(server_cmd, str(tmp_path / "infra0.etcd")).start()
 
     async def scenario() -> list:
         async with AsyncClient([server.endpoint], timeout=10) as c:
