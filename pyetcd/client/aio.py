@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 import grpc
 import grpc.aio
 
 from pyetcd.client import _common as c
+from pyetcd.client.aio_watch import AsyncKeepAlive, AsyncWatch, keep_alive_once
+from pyetcd.client.watch_state import WatchCursor
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 
@@ -103,6 +105,12 @@ class AsyncClient:
                 raise exc from None
             self.auth_errors.append(exc)
 
+    async def _stream_metadata(self, endpoint: str) -> tuple:
+        """Metadata for a stream on ``endpoint``: the auth token (logging in first if needed)."""
+        if self.user and self.password and self._token is None and not self.auth_errors:
+            await self._authenticate(endpoint, time.monotonic() + self.timeout)
+        return (("token", self._token),) if self._token else ()
+
     async def range(self, request: rpc_pb2.RangeRequest, timeout: Optional[float] = None) -> rpc_pb2.RangeResponse:
         return await self.call("kv", "Range", request, timeout)
 
@@ -129,3 +137,53 @@ class AsyncClient:
                       timeout: Optional[float] = None) -> rpc_pb2.CompactionResponse:
         req = rpc_pb2.CompactionRequest(revision=revision, physical=physical)
         return await self.call("kv", "Compact", req, timeout)
+
+    # -- watch (see Client.watch) ---------------------------------------------------------------
+    def watch(self, key: c.Bytes, range_end: c.Bytes = b"", prefix: bool = False, start_revision: int = 0,
+              prev_kv: bool = False, filters: Iterable[str] = (), progress_notify: bool = False,
+              require_leader: bool = True) -> AsyncWatch:
+        """An ``AsyncWatch``: ``async for resp in watch``, ``cancel()``, ``await request_progress()``;
+        resumes after a reconnect from the last revision delivered."""
+        end = c.prefix_end(c.to_bytes(key)) if prefix else range_end
+        return AsyncWatch(self, WatchCursor(key, end, start_revision, prev_kv, filters, progress_notify),
+                          require_leader)
+
+    def add_watch_callback(self, key: c.Bytes, callback: Callable, on_error: Optional[Callable] = None,
+                           **opts) -> AsyncWatch:
+        """``watch(key, **opts)`` fed to ``callback(resp)`` by a task; errors go to ``on_error(exc)``."""
+        watch = self.watch(key, **opts)
+
+        async def loop() -> None:
+            try:
+                async for resp in watch:
+                    callback(resp)
+            except Exception as exc:  # delivered, not lost in a task
+                if on_error is not None:
+                    on_error(exc)
+
+        watch.task = asyncio.ensure_future(loop())
+        return watch
+
+    # -- lease (see Client) --------------------------------------------------------------------
+    async def lease_grant(self, ttl: int, lease_id: int = 0,
+                          timeout: Optional[float] = None) -> rpc_pb2.LeaseGrantResponse:
+        return await self.call("lease", "LeaseGrant", rpc_pb2.LeaseGrantRequest(TTL=ttl, ID=lease_id), timeout)
+
+    async def lease_revoke(self, lease_id: int, timeout: Optional[float] = None) -> rpc_pb2.LeaseRevokeResponse:
+        return await self.call("lease", "LeaseRevoke", rpc_pb2.LeaseRevokeRequest(ID=lease_id), timeout)
+
+    async def lease_time_to_live(self, lease_id: int, keys: bool = False,
+                                 timeout: Optional[float] = None) -> rpc_pb2.LeaseTimeToLiveResponse:
+        req = rpc_pb2.LeaseTimeToLiveRequest(ID=lease_id, keys=keys)
+        return await self.call("lease", "LeaseTimeToLive", req, timeout)
+
+    async def leases(self, timeout: Optional[float] = None) -> rpc_pb2.LeaseLeasesResponse:
+        return await self.call("lease", "LeaseLeases", rpc_pb2.LeaseLeasesRequest(), timeout)
+
+    async def keep_alive_once(self, lease_id: int,
+                              timeout: Optional[float] = None) -> rpc_pb2.LeaseKeepAliveResponse:
+        return await keep_alive_once(self, lease_id, timeout)
+
+    def keep_alive(self, lease_id: int, on_response: Optional[Callable] = None) -> AsyncKeepAlive:
+        """Renew ``lease_id`` in a task until ``await stop()`` (``async with`` works too)."""
+        return AsyncKeepAlive(self, lease_id, on_response)

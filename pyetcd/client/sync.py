@@ -1,12 +1,15 @@
-"""The blocking etcd v3 client (KV today; raw stubs for the other services)."""
+"""The blocking etcd v3 client: KV, watch, lease (raw stubs for the other services)."""
 from __future__ import annotations
 
 import time
-from typing import Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 import grpc
 
 from pyetcd.client import _common as c
+from pyetcd.client.lease import KeepAlive, keep_alive_once
+from pyetcd.client.watch import Watch, run_callback
+from pyetcd.client.watch_state import WatchCursor
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 
@@ -112,6 +115,12 @@ class Client:
                 raise exc from None
             self.auth_errors.append(exc)
 
+    def _stream_metadata(self, endpoint: str) -> tuple:
+        """Metadata for a stream on ``endpoint``: the auth token (logging in first if needed)."""
+        if self.user and self.password and self._token is None and not self.auth_errors:
+            self._authenticate(endpoint, time.monotonic() + self.timeout)
+        return (("token", self._token),) if self._token else ()
+
     # -- KV ---------------------------------------------------------------------------------
     def range(self, request: rpc_pb2.RangeRequest, timeout: Optional[float] = None) -> rpc_pb2.RangeResponse:
         return self.call("kv", "Range", request, timeout)
@@ -139,3 +148,47 @@ class Client:
                 timeout: Optional[float] = None) -> rpc_pb2.CompactionResponse:
         req = rpc_pb2.CompactionRequest(revision=revision, physical=physical)
         return self.call("kv", "Compact", req, timeout)
+
+    # -- watch ------------------------------------------------------------------------------
+    def watch(self, key: c.Bytes, range_end: c.Bytes = b"", prefix: bool = False, start_revision: int = 0,
+              prev_kv: bool = False, filters: Iterable[str] = (), progress_notify: bool = False,
+              require_leader: bool = True) -> Watch:
+        """Watch ``key`` (or [key, range_end), or every key under ``key`` with ``prefix``) from
+        ``start_revision`` (0: from now). ``filters``: "noput" and/or "nodelete". Returns a ``Watch``:
+        iterate it for WatchResponses, ``cancel()`` it, ``request_progress()``. It resumes after a
+        reconnect from the last revision delivered; see ``pyetcd.client.watch``."""
+        end = c.prefix_end(c.to_bytes(key)) if prefix else range_end
+        cursor = WatchCursor(key, end, start_revision, prev_kv, filters, progress_notify)
+        return Watch(self, cursor, require_leader)
+
+    def add_watch_callback(self, key: c.Bytes, callback: Callable, on_error: Optional[Callable] = None,
+                           **opts) -> Watch:
+        """``watch(key, **opts)`` delivered to ``callback(resp)`` on a background thread (errors to
+        ``on_error(exc)``); ``cancel()`` the returned Watch to stop."""
+        watch = self.watch(key, **opts)
+        run_callback(watch, callback, on_error)
+        return watch
+
+    # -- lease ------------------------------------------------------------------------------
+    def lease_grant(self, ttl: int, lease_id: int = 0, timeout: Optional[float] = None) -> rpc_pb2.LeaseGrantResponse:
+        return self.call("lease", "LeaseGrant", rpc_pb2.LeaseGrantRequest(TTL=ttl, ID=lease_id), timeout)
+
+    def lease_revoke(self, lease_id: int, timeout: Optional[float] = None) -> rpc_pb2.LeaseRevokeResponse:
+        return self.call("lease", "LeaseRevoke", rpc_pb2.LeaseRevokeRequest(ID=lease_id), timeout)
+
+    def lease_time_to_live(self, lease_id: int, keys: bool = False,
+                           timeout: Optional[float] = None) -> rpc_pb2.LeaseTimeToLiveResponse:
+        """TTL left (-1: the lease is gone), granted TTL and, with ``keys``, the keys attached."""
+        req = rpc_pb2.LeaseTimeToLiveRequest(ID=lease_id, keys=keys)
+        return self.call("lease", "LeaseTimeToLive", req, timeout)
+
+    def leases(self, timeout: Optional[float] = None) -> rpc_pb2.LeaseLeasesResponse:
+        return self.call("lease", "LeaseLeases", rpc_pb2.LeaseLeasesRequest(), timeout)
+
+    def keep_alive_once(self, lease_id: int, timeout: Optional[float] = None) -> rpc_pb2.LeaseKeepAliveResponse:
+        """Renew once; a lease that is gone raises EtcdError NotFound."""
+        return keep_alive_once(self, lease_id, timeout)
+
+    def keep_alive(self, lease_id: int, on_response: Optional[Callable] = None) -> KeepAlive:
+        """Renew ``lease_id`` on a background thread until ``stop()`` (a context manager too)."""
+        return KeepAlive(self, lease_id, on_response)

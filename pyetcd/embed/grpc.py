@@ -75,6 +75,11 @@ def frame_message(payload: bytes) -> bytes:
     return _PREFIX.pack(0, len(payload)) + payload
 
 
+class Framed(bytes):
+    """What a streaming handler may yield instead of a message: messages already framed
+    (frame_message), sent as they are — many replies in one write."""
+
+
 def _status_of(exc: BaseException, method: str) -> tuple[int, str]:
     if isinstance(exc, EtcdError):
         return exc.code, exc.message
@@ -249,12 +254,16 @@ class GrpcCall:
     async def _run_stream(self, replies: AsyncIterator[Message]) -> None:
         conn, st = self.conn, self.st
         try:
-            async for reply in replies:  # (messages, or their serialized bytes)
-                payload = reply if isinstance(reply, bytes) else reply.SerializeToString()
+            async for reply in replies:  # (messages, or Framed ones)
+                if type(reply) is Framed:
+                    data = reply
+                else:
+                    payload = reply.SerializeToString()
+                    data = _PREFIX.pack(0, len(payload)) + payload
                 if not self.headers_sent:
                     self.headers_sent = True
                     conn.send_headers(st, RESPONSE_HEADERS)
-                conn.send_data(st, _PREFIX.pack(0, len(payload)) + payload)
+                conn.send_data(st, data)
                 if not conn.writable(st):
                     await conn.wait_writable(st)
         except asyncio.CancelledError:

@@ -19,13 +19,15 @@ def _not_built(cmd: Command, _args: list[str]) -> None:
 
 
 def build_root() -> Command:
-    from pyetcd.etcdctl import endpoint, kv, member, txn
+    from pyetcd.etcdctl import endpoint, kv, lease, lock, member, mirror, txn, watch
 
     root = Command("etcdctl", "A simple command line client for etcd3.", header=g.ROOT_HEADER)
     g.add_global_flags(root.persistent)
     root.add(kv.new_put_command(kv.run_put), kv.new_get_command(kv.run_get), kv.new_del_command(kv.run_del),
              kv.new_compaction_command(), txn.new_txn_command(), member.new_member_command(),
-             member.new_move_leader_command(), endpoint.new_endpoint_command(),
+             member.new_move_leader_command(), endpoint.new_endpoint_command(), watch.new_watch_command(),
+             lease.new_lease_command(), lock.new_lock_command(), lock.new_elect_command(),
+             mirror.new_mirror_command(),
              Command("version", "Prints the version of etcdctl", run=_version), help_command(root))
     # Commands etcdctl 3.5.1 has that pyetcd does not build yet: known, so lookup and help behave.
     for path, short in COMMANDS:

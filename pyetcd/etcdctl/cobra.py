@@ -41,6 +41,7 @@ class Command:
     silence_errors: bool = False
     etcdctl_style: bool = True
     header: str = ""  # shown before COMMANDS by commands with subcommands (VERSION, API VERSION)
+    args_len_at_dash: int = -1  # positional arguments before `--` when it ran (-1: none)
 
     def __post_init__(self) -> None:
         self.flags.add("help", "bool", False, f"help for {self.name}", "h")
@@ -201,6 +202,7 @@ def execute(root: Command, args: list[str]) -> None:
     flags = cmd.flagset()
     try:
         positional = flags.parse(rest)
+        cmd.args_len_at_dash = flags.dash_at
     except FlagError as exc:
         if not root.silence_errors:
             err(f"Error: {exc}\n")

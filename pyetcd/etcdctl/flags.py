@@ -93,6 +93,7 @@ def _duration_text(seconds: float) -> str:
 @dataclass
 class FlagSet:
     flags: dict[str, Flag] = field(default_factory=dict)
+    dash_at: int = -1
 
     def add(self, name: str, kind: str, default: Any, usage: str, shorthand: str = "") -> Flag:
         flag = Flag(name, kind, default, usage, shorthand)
@@ -109,14 +110,17 @@ class FlagSet:
         return self.flags[name].value
 
     def parse(self, args: list[str]) -> list[str]:
-        """Set flags from args; return the positional arguments."""
+        """Set flags from args; return the positional arguments. ``dash_at`` is how many of them came
+        before a ``--`` (-1 without one: pflag's ArgsLenAtDash)."""
         positional: list[str] = []
         args = list(args)
+        self.dash_at = -1
         while args:
             s = args.pop(0)
             if len(s) < 2 or s[0] != "-":
                 positional.append(s)
             elif s == "--":
+                self.dash_at = len(positional)
                 positional.extend(args)
                 break
             elif s[1] == "-":

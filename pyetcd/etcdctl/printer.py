@@ -70,17 +70,17 @@ class Printer:
         self.value_only = False
 
     # -- simple -----------------------------------------------------------------------------
-    def _kv(self, kv) -> bytes:
+    def simple_kv(self, kv) -> bytes:
         key, value = (_hex(kv.key), _hex(kv.value)) if self.hex else (kv.key, kv.value)
         return (b"" if self.value_only else key + b"\n") + value + b"\n"
 
     def _simple(self, kind: str, resp) -> bytes:
         if kind == "get":
-            return b"".join(self._kv(kv) for kv in resp.kvs)
+            return b"".join(self.simple_kv(kv) for kv in resp.kvs)
         if kind == "put":
-            return b"OK\n" + (self._kv(resp.prev_kv) if resp.HasField("prev_kv") else b"")
+            return b"OK\n" + (self.simple_kv(resp.prev_kv) if resp.HasField("prev_kv") else b"")
         if kind == "del":
-            return b"%d\n" % resp.deleted + b"".join(self._kv(kv) for kv in resp.prev_kvs)
+            return b"%d\n" % resp.deleted + b"".join(self.simple_kv(kv) for kv in resp.prev_kvs)
         parts = [b"SUCCESS\n" if resp.succeeded else b"FAILURE\n"]
         for r in resp.responses:
             inner_kind, inner = _txn_inner(r)
@@ -89,26 +89,24 @@ class Printer:
 
     # -- fields -----------------------------------------------------------------------------
     @staticmethod
-    def _fields_kv(prefix: str, kv) -> list[str]:
+    def fields_kv(prefix: str, kv) -> list[str]:
         return [f'"{prefix}Key" : {go_quote(kv.key)}', f'"{prefix}CreateRevision" : {kv.create_revision}',
                 f'"{prefix}ModRevision" : {kv.mod_revision}', f'"{prefix}Version" : {kv.version}',
                 f'"{prefix}Value" : {go_quote(kv.value)}', f'"{prefix}Lease" : {kv.lease}']
 
     def _fields(self, kind: str, resp) -> list[str]:
-        h = resp.header
-        lines = [f'"ClusterID" : {h.cluster_id}', f'"MemberID" : {h.member_id}',
-                 f'"Revision" : {h.revision}', f'"RaftTerm" : {h.raft_term}']
+        lines = header_fields(resp.header)
         if kind == "get":
             for kv in resp.kvs:
-                lines += self._fields_kv("", kv)
+                lines += self.fields_kv("", kv)
             lines += [f'"More" : {str(resp.more).lower()}', f'"Count" : {resp.count}']
         elif kind == "put":
             if resp.HasField("prev_kv"):
-                lines += self._fields_kv("Prev", resp.prev_kv)
+                lines += self.fields_kv("Prev", resp.prev_kv)
         elif kind == "del":
             lines.append(f'"Deleted" : {resp.deleted}')
             for kv in resp.prev_kvs:
-                lines += self._fields_kv("Prev", kv)
+                lines += self.fields_kv("Prev", kv)
         else:
             lines.append(f'"Succeeded" : {str(resp.succeeded).lower()}')
             for r in resp.responses:
@@ -125,6 +123,11 @@ class Printer:
             write("".join(line + "\n" for line in self._fields(kind, resp)).encode("utf-8", "surrogateescape"))
         elif self.fmt == "protobuf":
             write(resp.SerializeToString())
+
+
+def header_fields(h) -> list[str]:
+    return [f'"ClusterID" : {h.cluster_id}', f'"MemberID" : {h.member_id}',
+            f'"Revision" : {h.revision}', f'"RaftTerm" : {h.raft_term}']
 
 
 def _txn_inner(r) -> tuple[str, object]:

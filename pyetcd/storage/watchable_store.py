@@ -50,18 +50,29 @@ def encode_event(change: Change, prev: bytes | None = None) -> bytes:
     return out
 
 
+class EventBatch:
+    """Events for one or many watchers alike: (main revision, serialized mvccpb.Event), in
+    revision order. ``encoded`` is the sink's to keep its encoding in, done once for them all."""
+
+    __slots__ = ("events", "encoded")
+
+    def __init__(self, events: list[tuple[int, bytes]]) -> None:
+        self.events = events
+        self.encoded: object = None
+
+
 class Sink(Protocol):
     """Where a watcher's responses go (a gRPC watch stream)."""
 
     def has_room(self) -> bool: ...
 
-    def send_events(self, watcher: "Watcher", events: list[bytes], revision: int) -> None: ...
+    def send_events(self, watcher: "Watcher", batch: EventBatch, revision: int) -> None: ...
 
     def send_compacted(self, watcher: "Watcher", compact_revision: int) -> None: ...
 
 
 class Watcher:
-    __slots__ = ("id", "key", "end", "next_rev", "no_put", "no_delete", "prev_kv", "sink", "synced")
+    __slots__ = ("id", "key", "end", "next_rev", "no_put", "no_delete", "prev_kv", "sink", "synced", "kind")
 
     def __init__(self, watch_id: int, key: bytes, end: bytes | None, next_rev: int, sink: Sink, *,
                  no_put: bool = False, no_delete: bool = False, prev_kv: bool = False) -> None:
@@ -74,37 +85,39 @@ class Watcher:
         self.prev_kv = prev_kv
         self.sink = sink
         self.synced = False
+        # watchers of one kind are sent the same events: matched and encoded once for them all
+        self.kind = (key, end, no_put, no_delete, prev_kv)
 
     def wants(self, change: Change) -> bool:
         return not (self.no_delete if change.deleted else self.no_put)
 
 
+_Kind = tuple  # Watcher.kind
+
+
 class WatcherGroup:
-    """Watchers found by key: single-key ones in a dict, range ones scanned. (Dicts as ordered
-    sets: the order of deliveries must not depend on memory addresses, for the simulation.)"""
+    """Watchers by kind, found by key: single-key kinds in a dict, range kinds scanned. (Dicts as
+    ordered sets: the order of deliveries must not depend on memory addresses, for the simulation.)"""
 
     def __init__(self) -> None:
-        self.singles: dict[bytes, dict[Watcher, None]] = {}
-        self.ranges: dict[Watcher, None] = {}
+        self.singles: dict[bytes, dict[_Kind, dict[Watcher, None]]] = {}
+        self.ranges: dict[_Kind, dict[Watcher, None]] = {}
         self.count = 0
 
     def add(self, w: Watcher) -> None:
+        kinds = self.ranges if w.end is not None else self.singles.setdefault(w.key, {})
+        kinds.setdefault(w.kind, {})[w] = None
         self.count += 1
-        if w.end is None:
-            self.singles.setdefault(w.key, {})[w] = None
-        else:
-            self.ranges[w] = None
 
     def remove(self, w: Watcher) -> bool:
-        if w.end is not None:
-            if self.ranges.pop(w, 0) is not None:
-                return False
-        else:
-            found = self.singles.get(w.key)
-            if found is None or w not in found:
-                return False
-            del found[w]
-            if not found:
+        kinds = self.ranges if w.end is not None else self.singles.get(w.key)
+        same = kinds.get(w.kind) if kinds else None
+        if same is None or w not in same:
+            return False
+        del same[w]
+        if not same:
+            del kinds[w.kind]
+            if w.end is None and not kinds:
                 del self.singles[w.key]
         self.count -= 1
         return True
@@ -113,17 +126,20 @@ class WatcherGroup:
         return self.count
 
     def __iter__(self):
-        yield from self.ranges
-        for ws in self.singles.values():
-            yield from ws
+        for same in self.ranges.values():
+            yield from same
+        for kinds in self.singles.values():
+            for same in kinds.values():
+                yield from same
 
-    def matching(self, key: bytes) -> Iterable[Watcher]:
+    def matching(self, key: bytes) -> Iterable[tuple[_Kind, dict[Watcher, None]]]:
+        """(kind, its watchers) of every kind watching ``key``."""
         single = self.singles.get(key)
         if single:
-            yield from single
-        for w in self.ranges:
-            if w.key <= key and (not w.end or key < w.end):
-                yield w
+            yield from single.items()
+        for kind, same in self.ranges.items():
+            if kind[0] <= key and (not kind[1] or key < kind[1]):
+                yield kind, same
 
 
 class WatchableStore:
@@ -196,36 +212,48 @@ class WatchableStore:
                  moving_on: Callable[[Watcher, int], None] | None) -> None:
         """Send each watcher of ``group`` its part of ``changes`` (which end the revision ``upto``);
         a watcher whose sink is full is handed to ``moving_on`` (with its first revision not sent)
-        or, if None, left where it is."""
+        or, if None (a sync step), left where it is while the others move on to ``upto`` + 1."""
         plain: dict[int, bytes] = {}  # id(change) -> its event, encoded once for every watcher
         with_prev: dict[int, bytes] = {}
-        batches: dict[Watcher, list[bytes]] = {}
-        first: dict[Watcher, int] = {}
+        batches: dict[_Kind, list[tuple[int, bytes]]] = {}
+        watchers: dict[_Kind, dict[Watcher, None]] = {}
         for change in changes:
-            main = change.main
-            for w in group.matching(change.key):
-                if main < w.next_rev or not w.wants(change):
+            main, deleted = change.main, change.deleted
+            for kind, same in group.matching(change.key):
+                if kind[3] if deleted else kind[2]:  # (no_delete, no_put)
                     continue
-                cache = with_prev if w.prev_kv else plain
+                prev_kv = kind[4]
+                cache = with_prev if prev_kv else plain
                 event = cache.get(id(change))
                 if event is None:
-                    event = cache[id(change)] = encode_event(change, view.previous(change) if w.prev_kv else None)
-                batch = batches.get(w)
+                    event = cache[id(change)] = encode_event(change, view.previous(change) if prev_kv else None)
+                batch = batches.get(kind)
                 if batch is None:
-                    batches[w] = [event]
-                    first[w] = main
+                    batches[kind] = [(main, event)]
+                    watchers[kind] = same
                 else:
-                    batch.append(event)
-        for w, events in batches.items():
-            if w.sink.has_room():
-                w.sink.send_events(w, events, upto)
-                w.next_rev = upto + 1
-            elif moving_on is not None:
-                moving_on(w, first[w])
+                    batch.append((main, event))
+        blocked: set[Watcher] = set()
+        for kind, events in batches.items():
+            shared = EventBatch(events)
+            for w in list(watchers[kind]):  # (moving_on changes the group)
+                batch = shared
+                if w.next_rev > events[0][0]:  # (a later start, or caught up further)
+                    mine = [e for e in events if e[0] >= w.next_rev]
+                    if not mine:
+                        continue
+                    batch = EventBatch(mine)
+                if w.sink.has_room():
+                    w.sink.send_events(w, batch, upto)
+                    w.next_rev = upto + 1
+                elif moving_on is not None:
+                    moving_on(w, batch.events[0][0])
+                else:
+                    blocked.add(w)
         if moving_on is not None:
             return
-        for w in group:  # (a sync step: watchers with nothing in this run move on too)
-            if w not in batches:
+        for w in group:
+            if w not in blocked:
                 w.next_rev = max(w.next_rev, upto + 1)
 
     # ---- catching up ------------------------------------------------------------------------

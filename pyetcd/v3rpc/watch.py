@@ -4,7 +4,7 @@ Requests (create, cancel, progress) are read by a task of the stream's own; resp
 the order they were made through one queue, so a watcher's `created` always precedes its
 events. Event responses are built from the stored bytes (header + watch_id + events, see
 watchable_store.encode_event): nothing is decoded or encoded again per watcher. The queue holds
-at most BUFFER event responses: a watcher whose stream is that far behind is moved to the
+at most BUFFER event responses (BUFFER_BYTES): a watcher whose stream is that far behind is moved to the
 unsynced group and catches up from the store once the client reads again (etcd's victims).
 """
 from __future__ import annotations
@@ -15,13 +15,16 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from pyetcd import errors
+from pyetcd.embed.grpc import Framed, frame_message
 from pyetcd.proto.etcdserverpb import rpc_pb2
-from pyetcd.storage.watchable_store import Watcher, WatchableStore, varint
+from pyetcd.storage.watchable_store import EventBatch, Watcher, WatchableStore, varint
 
 if TYPE_CHECKING:
     from pyetcd.server.etcdserver import EtcdServer
 
 BUFFER = 128  # event responses queued per stream (etcd's chanBufLen)
+BUFFER_BYTES = 2 << 20  # and their bytes
+WRITE_BYTES = 256 << 10  # responses joined into one write (the transport's queue is about as long)
 NO_LEADER_CHECKS = 3  # a stream that requires a leader ends after this many election timeouts without one
 DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
 _NOPUT, _NODELETE = rpc_pb2.WatchCreateRequest.NOPUT, rpc_pb2.WatchCreateRequest.NODELETE
@@ -36,6 +39,7 @@ class WatchServer:
         self.server = server
         self._header: tuple[int, int, bytes] = (-1, -1, b"")
         self._need_leader: set[WatchStream] = set()
+        self._monitor: asyncio.Task | None = None
 
     @property
     def hub(self) -> WatchableStore:
@@ -56,15 +60,15 @@ class WatchServer:
             self._header = (revision, term, raw)
         return raw
 
-    async def Watch(self, requests: AsyncIterator[rpc_pb2.WatchRequest], ctx) -> AsyncIterator[bytes]:
+    async def Watch(self, requests: AsyncIterator[rpc_pb2.WatchRequest], ctx) -> AsyncIterator[Framed]:
         need_leader = ctx.metadata.get("hasleader") == "true"
         if need_leader and not self.server.raft.lead:
             raise errors.ErrNoLeader
         stream = WatchStream(self)
         if need_leader:
             self._need_leader.add(stream)
-            if len(self._need_leader) == 1:
-                asyncio.get_running_loop().create_task(self._monitor_leader(), name="watch-leader-check")
+            if self._monitor is None or self._monitor.done():
+                self._monitor = asyncio.get_running_loop().create_task(self._monitor_leader(), name="watch-leader-check")
         try:
             async for payload in stream.run(requests):
                 yield payload
@@ -95,23 +99,31 @@ class WatchStream:
         self._next_id = 0
         self._out: collections.deque[tuple[bytes, bool]] = collections.deque()  # (payload, is events)
         self._queued_events = 0
+        self._queued_bytes = 0
         self._wakeup: asyncio.Future | None = None
         self._error: errors.EtcdError | None = None
 
     # ---- the hub's Sink ------------------------------------------------------------------------
 
     def has_room(self) -> bool:
-        return self._queued_events < BUFFER
+        return self._queued_events < BUFFER and self._queued_bytes < BUFFER_BYTES
 
-    def send_events(self, w: Watcher, events: list[bytes], revision: int) -> None:
-        head = self.service.header_field(revision) + (b"\x10" + varint(w.id) if w.id else b"")
-        fields = [b"\x5a" + varint(len(e)) + e for e in events]
-        limit = self.server.max_request_bytes
-        if w.id in self.fragment and len(fields) > 1 and len(head) + sum(map(len, fields)) >= limit:
-            for part in _fragments(head, fields, limit):
-                self._push(part, True)
-        else:
-            self._push(head + b"".join(fields), True)
+    def send_events(self, w: Watcher, batch: EventBatch, revision: int) -> None:
+        """One response, or several split between revisions once one passes --max-request-bytes
+        (clients refuse messages past their limit: grpc's default is 4 MiB); a revision bigger
+        than that is fragmented if the watcher asked for it."""
+        parts = batch.encoded
+        if parts is None:
+            parts = batch.encoded = _split(batch.events, self.server.max_request_bytes)
+        watch_id = b"\x10" + varint(w.id) if w.id else b""
+        last = len(parts) - 1
+        for i, (rev, fields, body) in enumerate(parts):
+            head = self.service.header_field(revision if i == last else rev) + watch_id
+            if w.id in self.fragment and len(fields) > 1 and len(head) + len(body) >= self.server.max_request_bytes:
+                for part in _fragments(head, fields, self.server.max_request_bytes):
+                    self._push(part, True)
+            else:
+                self._push(head + body, True)
         if w.id in self.progress:
             self.progress[w.id] = False
 
@@ -122,7 +134,7 @@ class WatchStream:
 
     # ---- the stream ----------------------------------------------------------------------------
 
-    async def run(self, requests: AsyncIterator[rpc_pb2.WatchRequest]) -> AsyncIterator[bytes]:
+    async def run(self, requests: AsyncIterator[rpc_pb2.WatchRequest]) -> AsyncIterator[Framed]:
         loop = asyncio.get_running_loop()
         reader = loop.create_task(self._read(requests), name="watch-requests")
         ticker = None
@@ -132,11 +144,7 @@ class WatchStream:
         try:
             while True:
                 while self._out:
-                    payload, is_events = self._out.popleft()
-                    if is_events:
-                        self._queued_events -= 1
-                        self.service.hub.wake()
-                    yield payload
+                    yield self._take(WRITE_BYTES)
                 if self._error is not None:
                     raise self._error
                 self._wakeup = loop.create_future()
@@ -151,6 +159,22 @@ class WatchStream:
             for w in self.watchers.values():
                 self.service.hub.cancel(w)
             self.watchers.clear()
+
+    def _take(self, most: int) -> Framed:
+        """Queued responses, framed, about ``most`` bytes of them (at least one)."""
+        out, taken, events = [], 0, 0
+        queue = self._out
+        while queue and (not out or taken < most):
+            payload, is_events = queue.popleft()
+            out.append(frame_message(payload))
+            taken += len(payload)
+            if is_events:
+                events += 1
+                self._queued_bytes -= len(payload)
+        if events:
+            self._queued_events -= events
+            self.service.hub.wake()
+        return Framed(b"".join(out))
 
     def fail(self, error: errors.EtcdError) -> None:
         """End the stream with ``error`` once what is queued has gone out."""
@@ -226,11 +250,30 @@ class WatchStream:
         self._out.append((payload, is_events))
         if is_events:
             self._queued_events += 1
+            self._queued_bytes += len(payload)
         self._wake()
 
     def _wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
+
+
+def _split(events: list[tuple[int, bytes]], limit: int) -> list[tuple[int, list[bytes], bytes]]:
+    """Events as WatchResponse fields, in runs of whole revisions of about ``limit`` bytes at
+    most: (last revision, fields, their bytes joined) per run."""
+    runs: list[tuple[int, list[bytes], bytes]] = []
+    fields: list[bytes] = []
+    size = last = 0
+    for main, event in events:
+        field = b"\x5a" + varint(len(event)) + event
+        if fields and main != last and size + len(field) > limit:
+            runs.append((last, fields, b"".join(fields)))
+            fields, size = [], 0
+        fields.append(field)
+        size += len(field)
+        last = main
+    runs.append((last, fields, b"".join(fields)))
+    return runs
 
 
 def _fragments(head: bytes, fields: list[bytes], limit: int) -> list[bytes]:

@@ -21,12 +21,14 @@ class Watch:
     """A Watch stream read by a thread of its own (or not read at all while ``paused``)."""
 
     def __init__(self, endpoint: str, *creates: rpc_pb2.WatchCreateRequest, paused: bool = False) -> None:
-        self.channel = grpc.insecure_channel(endpoint)
+        # (without BDP probing gRPC keeps its 64 KiB window: a paused reader soon stops the server)
+        self.channel = grpc.insecure_channel(endpoint, options=[("grpc.http2.bdp_probe", 0)])
         self.requests: queue.Queue = queue.Queue()
         for c in creates:
             self.requests.put(rpc_pb2.WatchRequest(create_request=c))
         self.responses: list[rpc_pb2.WatchResponse] = []
         self.resume = threading.Event()
+        self.error: grpc.RpcError | None = None
         if not paused:
             self.resume.set()
         self.call = rpc_pb2_grpc.WatchStub(self.channel).Watch(iter(self.requests.get, None))
@@ -38,8 +40,8 @@ class Watch:
             for resp in self.call:
                 self.resume.wait()
                 self.responses.append(resp)
-        except grpc.RpcError:
-            pass
+        except grpc.RpcError as e:
+            self.error = e
 
     def events(self, watch_id: int = 0) -> list:
         return [e for r in list(self.responses) if r.watch_id == watch_id for e in r.events]
@@ -79,8 +81,10 @@ def member(tmp_path):
 
 def test_a_slow_reader_blocks_neither_writes_nor_other_watchers_and_misses_nothing(member):
     value = b"x" * 2048
-    slow = Watch(member.endpoint, rpc_pb2.WatchCreateRequest(key=b"k", range_end=b"l", prev_kv=True), paused=True)
-    fast = Watch(member.endpoint, rpc_pb2.WatchCreateRequest(key=b"k", range_end=b"l"))
+    start = put(member.endpoint, b"start", b"") + 1
+    slow = Watch(member.endpoint, rpc_pb2.WatchCreateRequest(key=b"k", range_end=b"l", prev_kv=True,
+                                                             start_revision=start), paused=True)
+    fast = Watch(member.endpoint, rpc_pb2.WatchCreateRequest(key=b"k", range_end=b"l", start_revision=start))
     try:
         wait_for(lambda: fast.responses, 10, "the fast watcher's created response")
         with grpc.insecure_channel(member.endpoint) as ch:
@@ -91,7 +95,8 @@ def test_a_slow_reader_blocks_neither_writes_nor_other_watchers_and_misses_nothi
         wait_for(lambda: len(fast.events()) == 3000, 30, "the fast watcher's events")
         assert revisions(fast.events()) == revs
         slow.resume.set()
-        wait_for(lambda: len(slow.events()) >= 3000, 60, "the slow watcher to catch up")
+        wait_for(lambda: len(slow.events()) >= 3000 or slow.error, 60, "the slow watcher to catch up")
+        assert slow.error is None  # (a response past the client's 4 MiB limit would end the stream)
         got = slow.events()
         assert revisions(got) == revs  # in order, none twice, none missing
         for e in got:
@@ -199,3 +204,43 @@ def test_a_follower_installing_a_snapshot_resyncs_its_watchers(three):
     finally:
         on_follower.close()
         on_leader.close()
+
+
+def test_progress_notify_and_progress_requests(tmp_path):
+    m = Server(PYETCD, str(tmp_path / "p.etcd"), extra=["--experimental-watch-progress-notify-interval", "200ms"])
+    m.start()
+    try:
+        rev = put(m.endpoint, b"p", b"1")
+        w = Watch(m.endpoint, rpc_pb2.WatchCreateRequest(key=b"p", progress_notify=True),
+                  rpc_pb2.WatchCreateRequest(key=b"q", watch_id=5))
+        wait_for(lambda: any(r.watch_id == 0 and not r.created and not r.events for r in w.responses), 10,
+                 "a progress notification")
+        notes = [r for r in w.responses if not r.created and not r.events]
+        assert all(r.watch_id == 0 and r.header.revision >= rev for r in notes)  # none for watcher 5
+        w.requests.put(rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest()))
+        wait_for(lambda: any(r.watch_id == -1 for r in w.responses), 10, "the progress response")
+        assert [r.header.revision for r in w.responses if r.watch_id == -1] == [rev]
+    finally:
+        w.close()
+        m.stop()
+
+
+def test_a_stream_that_requires_a_leader_ends_without_one(three):
+    survivor = three[0]
+    before = rpc_pb2_grpc.WatchStub(grpc.insecure_channel(survivor.endpoint)).Watch(
+        iter([rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"x"))]),
+        metadata=[("hasleader", "true")])
+    assert next(before).created
+    for m in three[1:]:
+        m.kill()
+    wait_for(lambda: status(survivor).leader == 0, 30, "the survivor to lose its leader")
+    with pytest.raises(grpc.RpcError) as err:  # (within three election timeouts)
+        for _ in before:
+            pass
+    assert (err.value.code(), err.value.details()) == (grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader")
+    after = rpc_pb2_grpc.WatchStub(grpc.insecure_channel(survivor.endpoint)).Watch(
+        iter([rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"x"))]),
+        metadata=[("hasleader", "true")])
+    with pytest.raises(grpc.RpcError) as err:
+        next(after)
+    assert (err.value.code(), err.value.details()) == (grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader")

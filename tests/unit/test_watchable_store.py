@@ -28,8 +28,9 @@ class Sink:
     def has_room(self) -> bool:
         return self.room
 
-    def send_events(self, w, events, revision) -> None:
-        self.responses.append((w.id, [kv_pb2.Event.FromString(e) for e in events], revision))
+    def send_events(self, w, batch, revision) -> None:
+        assert all(main == kv_pb2.Event.FromString(e).kv.mod_revision for main, e in batch.events)
+        self.responses.append((w.id, [kv_pb2.Event.FromString(e) for _, e in batch.events], revision))
 
     def send_compacted(self, w, compact_revision) -> None:
         self.compacted.append((w.id, compact_revision))
