@@ -20,8 +20,8 @@ a watch still open at the end, the reference's last revision:
   watch-canceled       canceled, refused at its creation, or told events after its cancel,
                        without its client asking
 
-Allowed, as in etcd: a delete at exactly the compacted revision is missing for a watcher that
-starts there (compaction removes tombstones at its revision).
+Allowed, as in etcd: a delete at exactly a compacted revision may be missing (compaction removes
+the tombstones at its revision, and a watcher may catch up from there).
 """
 from __future__ import annotations
 
@@ -136,9 +136,7 @@ def _check(watch: Watch, ref: WatchReference) -> list[Finding]:
     open_at_end = not watch.done
     last = ref.rev if open_at_end else (received[-1][0] if received else origin - 1)
     expected = ref.of(watch, origin, last)
-    starts = {s.from_rev for s in watch.segments}
-    missing = [e for e in expected if (e.rev, e.key) not in seen
-               and not (e.deleted and e.rev in ref.compactions and e.rev in starts)]
+    missing = [e for e in expected if (e.rev, e.key) not in seen and not (e.deleted and e.rev in ref.compactions)]
     if missing:
         tail = [e for e in missing if e.rev > highest]
         gap = [e for e in missing if e.rev <= highest]
