@@ -109,7 +109,7 @@ class Simulation:
         history_findings, self.reference = checks.check_history_against(
             world, self.history, os.path.join(world.run_dir, "reference"))
         findings += history_findings
-        watch_ref = WatchReference(self.reference)
+        watch_ref = WatchReference.of_reference(self.reference)
         await asyncio.gather(*(c.finish(converged, watch_ref.target, WATCH_DRAIN) for c in watch_clients))
         findings += check_watches(self.watches, watch_ref)
         findings += await checks.check_members(converged, self.reference, self._ask)

@@ -50,21 +50,27 @@ class RefEvent:
 class WatchReference:
     """The reference's changes as watch events, and the compactions in the log."""
 
-    def __init__(self, ref: Reference) -> None:
-        self.rev = ref.rev
+    def __init__(self, events: list[RefEvent], compactions: set[int], rev: int) -> None:
+        self.events = events
+        self.compactions = compactions
+        self.last_compaction = max(compactions, default=0)
+        self.rev = rev
+
+    @classmethod
+    def of_reference(cls, ref: Reference) -> WatchReference:
         live: dict[bytes, bytes] = {}
-        self.events: list[RefEvent] = []
+        events = []
         with ref.applier.store.read() as view:
             for change in view.history(1):
-                kv = _canonical(change.kv)
-                self.events.append(RefEvent(change.main, change.key, change.deleted, kv, live.get(change.key)))
+                kv = canonical(change.kv)
+                events.append(RefEvent(change.main, change.key, change.deleted, kv, live.get(change.key)))
                 if change.deleted:
                     live.pop(change.key, None)
                 else:
                     live[change.key] = kv
-        self.compactions = {e.request.compaction.revision for e in ref.entries
-                            if e.request is not None and not e.skipped and e.request.HasField("compaction")}
-        self.last_compaction = max(self.compactions, default=0)
+        compactions = {e.request.compaction.revision for e in ref.entries
+                       if e.request is not None and not e.skipped and e.request.HasField("compaction")}
+        return cls(events, compactions, ref.rev)
 
     def of(self, watch: Watch, first: int, last: int) -> list[RefEvent]:
         """What ``watch`` must be told of revisions first..last."""
@@ -164,9 +170,9 @@ def _check(watch: Watch, ref: WatchReference) -> list[Finding]:
 def _differs(watch: Watch, event, want: RefEvent, last_compaction: int) -> str | None:
     if (event.type == 1) != want.deleted:
         return f"type {event.type}, the log's {'DELETE' if want.deleted else 'PUT'}"
-    if _canonical(event.kv.SerializeToString()) != want.kv:
+    if canonical(event.kv.SerializeToString()) != want.kv:
         return f"kv {_short(event.kv)} != {_short(KeyValue.FromString(want.kv))}"
-    prev = _canonical(event.prev_kv.SerializeToString()) if event.HasField("prev_kv") else None
+    prev = canonical(event.prev_kv.SerializeToString()) if event.HasField("prev_kv") else None
     if not watch.prev_kv:
         return f"prev_kv {_short(event.prev_kv)} not asked for" if prev is not None else None
     if prev == want.prev or (prev is None and want.rev - 1 < last_compaction):
@@ -182,7 +188,7 @@ def _matches(watch: Watch, e: RefEvent) -> bool:
     return watch.key <= e.key and (watch.range_end == b"\0" or e.key < watch.range_end)
 
 
-def _canonical(kv: bytes) -> bytes:
+def canonical(kv: bytes) -> bytes:
     return KeyValue.FromString(kv).SerializeToString(deterministic=True)
 
 

@@ -163,6 +163,8 @@ class WatchClient:
         deadline = self.loop.time() + timeout
         for stream in self.streams:
             stream.slow = 0.0
+            if stream.member not in members:
+                stream.stream.close()  # (its watches move to a member that converged)
         while self.loop.time() < deadline:
             await self._resume_orphans(members)
             if not self.orphans and all(w.done or _reached(w, target(w)) for w in self.mine):
@@ -210,8 +212,8 @@ class WatchClient:
     async def _resume_orphans(self, members: list[SimMember] | None = None) -> None:
         if not self.orphans:
             return
-        stream = next((s for s in self.streams if s.alive and len(s.open_segments()) < MAX_WATCHERS), None) \
-            or await self._open(members)
+        stream = next((s for s in self.streams if s.alive and len(s.open_segments()) < MAX_WATCHERS
+                       and (members is None or s.member in members)), None) or await self._open(members)
         if stream is None:
             return
         while self.orphans and len(stream.open_segments()) < MAX_WATCHERS:
