@@ -112,6 +112,13 @@ class ClientStream:
         self.by_id: dict[int, tuple[Watch, Segment]] = {}
         self.alive = True
         self.reader: asyncio.Task | None = None
+        self.pause: asyncio.Future | None = None  # the reader's pause between two reads, if slow
+
+    def hurry(self) -> None:
+        """Read at full speed from now on (a pause under way ends at once)."""
+        self.slow = 0.0
+        if self.pause is not None:
+            _resolve(self.pause)
 
     def open_segments(self) -> list[tuple[Watch, Segment]]:
         return [(w, s) for w, s in itertools.chain(self.pending, self.by_id.values()) if s.end == "open"]
@@ -162,7 +169,7 @@ class WatchClient:
         ``target`` revision (None: nothing to wait for) or ``timeout`` passed; close the streams."""
         deadline = self.loop.time() + timeout
         for stream in self.streams:
-            stream.slow = 0.0
+            stream.hurry()
             if stream.member not in members:
                 stream.stream.close()  # (its watches move to a member that converged)
         while self.loop.time() < deadline:
@@ -279,7 +286,12 @@ class WatchClient:
                 payload = await cs.stream.recv()
                 self._take(cs, WatchResponse.FromString(payload))
                 if cs.slow:
-                    await asyncio.sleep(self.rng.expovariate(1 / cs.slow))
+                    pause = cs.pause = self.loop.create_future()
+                    timer = self.loop.call_later(self.rng.expovariate(1 / cs.slow), _resolve, pause)
+                    try:
+                        await pause
+                    finally:
+                        timer.cancel()
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - the stream ended, for whatever reason
@@ -317,6 +329,11 @@ class WatchClient:
             seg.end, seg.reason = "broken", repr(error)
             if not watch.done:
                 self.orphans.append(watch)
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _reached(watch: Watch, target: int | None) -> bool:
