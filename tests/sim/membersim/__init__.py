@@ -28,8 +28,17 @@ The pieces, one module each:
                  tears a write, fails a step with EIO/ENOSPC, fails cross-volume renames (EXDEV)
   member.py      one machine: its data dir, disk, current process and EtcdServer
   cluster.py     the machines, founders and added ones
-  workload.py    KV clients: put, delete, compare-and-swap txn (Kubernetes' update),
-                 linearizable and serializable range, compact — every write with a unique token
+  workload.py    KV clients: put, delete, compare-and-swap txn (Kubernetes' update), a txn
+                 writing several keys at one revision, linearizable and serializable range,
+                 compact — every write with a unique token
+  watchstream.py a Watch stream to a member's WatchServer over the network: FIFO, HTTP/2-like
+                 flow control (a slow reader stops the handler, whose queue then fills), reset
+                 when the member dies, the handler's errors (no leader) reach the client
+  watchclient.py watch clients: streams on any member (some requiring a leader, some read
+                 slowly), watchers on keys, ranges and prefixes from now, past, compacted and
+                 future revisions, prev_kv and filters now and then, canceled over time; a
+                 watch whose stream ended resumes on some member after its last event; at the
+                 end every watch still wanted is resumed and read to the log's end
   leases.py      a lease client: grants, puts with a lease, keep-alives, revokes (the rest
                  expire through the leaders)
   reconfig.py    member add (learner or voter, joining with ``--initial-cluster-state existing``
@@ -46,7 +55,7 @@ The pieces, one module each:
   recorder.py    wraps each server's ``apply`` and ``on_soft_state``: the agreed log
   reference.py   the agreed log replayed through a fresh Applier on a fresh Backend (leases
                  by a lessor that is never primary: they end only by the log's revokes)
-  linearizability.py, checks.py   the checks below
+  linearizability.py, checks.py, watchcheck.py   the checks below
   simulation.py  one seed from start to end; ``run_seed``
   planted.py     defects of issue 6 put back (``run.py --member --plant NAME``), to show the
                  checks catch them
@@ -66,16 +75,24 @@ Checked (the invariant names a failure reports):
                   the write's entry), real-time-order, stale-read, read-from-future,
                   read-mismatch, lost-reconfiguration; then across members: hash-mismatch
                   (HashKV at every shared revision), state-mismatch, members-mismatch;
-                  per member: conf-mismatch (Raft's voters and learners are its member list)
+                  per member: conf-mismatch (Raft's voters and learners are its member list);
+                  every watch, across its resumes, against the reference's revisions:
+                  watch-order, watch-duplicate, watch-gap, watch-stalled (not caught up at the
+                  end), watch-mismatch (kind, key-value, prev_kv; filters), watch-atomic,
+                  watch-compaction, watch-canceled
 
 Two harness patches stand in for the kernel, not for a missing seam: ``lmdb.open`` is wrapped
 so a process's LMDB environments close when it dies (world.py), and a process's open file
-descriptors are closed by its FileSystem at death (simfs.py). Findings in the member code are
+descriptors are closed by its FileSystem at death (simfs.py). A third scales a parameter: a
+watch stream's queue holds ``Options.watch_queue`` responses (not 128), so that slow readers
+fill it within a run. Findings in the member code are
 written down in tests/sim/FINDINGS.md; fault kinds with open findings are left out by default
 (options.OPEN_FINDINGS, ``--with KIND`` to run them).
 
-Not simulated: TLS, the client port's gRPC/HTTP layer (clients call the server's methods),
-watches, auth (not built yet), clock skew between members (one virtual clock),
+Not simulated: TLS, the client port's gRPC/HTTP layer (clients call the server's methods and
+the Watch handler), progress notifications, fragments (responses never reach
+--max-request-bytes), auth (not built yet), client links cut (partitions are between
+members), clock skew between members (one virtual clock),
 a transport that loses a stream's queued messages on reconnect, disk corruption of synced
 data (bit flips), and LMDB's own reads and writes failing (they bypass the FileSystem).
 """

@@ -134,6 +134,11 @@ class Network:
             self.loop.call_at(at, arrive, context=self._wire)
         return True
 
+    def carry(self, at: float, arrive: Callable[..., None], *args: object) -> None:
+        """``arrive(*args)`` runs at ``at`` as something on the wire: it belongs to no process
+        (a message its dead sender had sent still arrives)."""
+        self.loop.call_at(at, arrive, *args, context=self._wire)
+
     # ---- calls into another process --------------------------------------------------------------
 
     async def remote(self, src_host: str, dst_host: str, process: Process, call: Callable[[], Awaitable[T]],

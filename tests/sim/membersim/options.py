@@ -71,6 +71,10 @@ class Options:
     max_members: int = 5          # founders at most; the operator adds up to this many
     clients: int = 4
     lease_clients: int = 1        # clients granting, attaching, keeping alive and revoking leases
+    watch_clients: int = 2        # each with one or two watch streams at a time
+    # event responses a member queues per watch stream before its watchers fall back to catching up
+    # from the store (etcd's and the member's 128, scaled to a run's few hundred revisions)
+    watch_queue: int = 8
     think: float = 0.03           # mean pause between a client's calls, seconds
     fault_interval: float = 0.6   # mean time between two injected faults
     reconfig_interval: float = 2.0

@@ -1,4 +1,5 @@
-"""Planted bugs: defects of issue 6 put back into the member, to show the simulation catches them.
+"""Planted bugs: defects of issue 6 put back into the member, and watch defects one could make,
+to show the simulation catches them.
 
 Each plant is a context manager that patches the member code for the duration of a run,
 undoing one fix the way the defect was before it:
@@ -17,6 +18,11 @@ undoing one fix the way the defect was before it:
                              checking: its backend is ahead of where Raft restores to
   conf-change-over-snapshot  (defect 7) conf changes of a Ready in flight while a snapshot was
                              accepted are applied to Raft on top of the snapshot's configuration
+  watch-restore-keeps-synced a database install from the leader leaves synced watchers synced
+                             (what the new database brought is never sent to them)
+  watch-full-skips-one       a synced watcher whose stream is full falls behind one revision past
+                             the first one it was not sent
+  watch-prev-kv-is-current   prev_kv is the key's value now, not the one just before the event
 
     python tests/sim/run.py --member --plant read-any-answer --seeds 200   # expect failures
 
@@ -32,6 +38,8 @@ from pyetcd.server import snapshot
 from pyetcd.server.etcdserver import EtcdServer
 from pyetcd.server.read_index import ReadIndex
 from pyetcd.storage.backend import Backend
+from pyetcd.storage.mvcc import ReadTxn
+from pyetcd.storage.watchable_store import WatchableStore
 from pyetcd.wal import WAL
 
 
@@ -99,10 +107,31 @@ def conf_change_over_snapshot() -> contextlib.AbstractContextManager:
     return _patched(EtcdServer, "apply", make)
 
 
+def watch_restore_keeps_synced() -> contextlib.AbstractContextManager:
+    return _patched(WatchableStore, "restore", lambda original: lambda self, old_rev: None)
+
+
+def watch_full_skips_one() -> contextlib.AbstractContextManager:
+    return _patched(WatchableStore, "_fall_behind",
+                    lambda original: lambda self, w, first_rev: original(self, w, first_rev + 1))
+
+
+def watch_prev_kv_is_current() -> contextlib.AbstractContextManager:
+    def make(original):
+        def previous(self, change):
+            found = self.get(change.key)
+            return found.SerializeToString() if found is not None and original(self, change) is not None else None
+        return previous
+    return _patched(ReadTxn, "previous", make)
+
+
 PLANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "snapshot-before-judgement": snapshot_before_judgement,
     "read-any-answer": read_any_answer,
     "wal-keeps-log": wal_keeps_log,
     "snapshot-says-raft-index": snapshot_says_raft_index,
     "conf-change-over-snapshot": conf_change_over_snapshot,
+    "watch-restore-keeps-synced": watch_restore_keeps_synced,
+    "watch-full-skips-one": watch_full_skips_one,
+    "watch-prev-kv-is-current": watch_prev_kv_is_current,
 }

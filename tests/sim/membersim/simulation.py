@@ -1,12 +1,15 @@
 """One seed, start to end: a cluster under workload and faults, then healed, converged, checked.
 
 1. 1..max_members founders start (each process with its own disk fault plan);
-2. for ``duration`` virtual seconds, KV clients, the reconfigurer and the fault injector run;
+2. for ``duration`` virtual seconds, KV clients, watch clients, the reconfigurer and the fault
+   injector run;
 3. every fault heals; members that are down and still in the cluster restart; the members
    must converge (one leader, everyone applied the leader's commit index, a last write applied
    everywhere) within ``converge_timeout``, and again once the requests still in flight had
    time to settle;
-4. the checks (checks.py) run; any finding raises SimFailure with the seed and the trace tail.
+4. the checks (checks.py) run — the watches' once they were resumed and read to the end
+   (watchclient.finish, watchcheck.py); any finding raises SimFailure with the seed and the
+   trace tail.
 """
 from __future__ import annotations
 
@@ -17,9 +20,11 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from typing import Awaitable, Callable, TypeVar
+from unittest import mock
 
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.v3rpc import watch
 
 from membersim import checks
 from membersim.cluster import Cluster
@@ -31,6 +36,8 @@ from membersim.options import Options
 from membersim.reconfig import Reconfigurer
 from membersim.reference import Reference
 from membersim.leases import LeaseClient
+from membersim.watchcheck import WatchReference, check_watches
+from membersim.watchclient import Watch, WatchClient
 from membersim.workload import KVClient
 from membersim.world import World
 
@@ -38,6 +45,7 @@ SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else None  # LMDB and the WAL 
 POLL = 0.05
 T = TypeVar("T")
 RESTART_PAUSE = 1.0  # while converging, a member that will not start is tried again this often
+WATCH_DRAIN = 10.0  # after convergence, seconds for every watch to catch up
 
 
 @dataclass
@@ -62,14 +70,22 @@ class Simulation:
         self.injector = FaultInjector(self.cluster, world.rng_for("faults"), options.faults, options.fault_interval)
         self.cluster.disk_faults = self.injector.disk_faults
         self.reference: Reference | None = None
+        self.watches: list[Watch] = []
 
     async def run(self) -> list[Finding]:
         world, options, cluster = self.world, self.options, self.cluster
         for member in list(cluster.members.values()):
             cluster.start(member)
         until = world.loop.time() + options.duration
-        actors = [KVClient(f"c{i}", cluster, self.history, world.rng_for(f"client-{i}"), options.client_timeout,
-                           options.think).run(until) for i in range(options.clients)]
+        kv_clients = [KVClient(f"c{i}", cluster, self.history, world.rng_for(f"client-{i}"), options.client_timeout,
+                               options.think) for i in range(options.clients)]
+
+        def revision_hint() -> tuple[int, int]:
+            return max(c.last_revision for c in kv_clients), max(c.compacted for c in kv_clients)
+        services: dict = {}
+        watch_clients = [WatchClient(f"w{i}", cluster, self.watches, world.rng_for(f"watch-{i}"), services,
+                                     revision_hint) for i in range(options.watch_clients)]
+        actors = [c.run(until) for c in kv_clients + watch_clients]
         actors += [LeaseClient(f"l{i}", cluster, self.history, world.rng_for(f"lease-client-{i}"),
                                options.client_timeout, options.think).run(until) for i in range(options.lease_clients)]
         actors.append(self.injector.run(until))
@@ -96,6 +112,9 @@ class Simulation:
         history_findings, self.reference = checks.check_history_against(
             world, self.history, os.path.join(world.run_dir, "reference"))
         findings += history_findings
+        watch_ref = WatchReference.of_reference(self.reference)
+        await asyncio.gather(*(c.finish(converged, watch_ref.target, WATCH_DRAIN) for c in watch_clients))
+        findings += check_watches(self.watches, watch_ref)
         findings += await checks.check_members(converged, self.reference, self._ask)
         return findings
 
@@ -192,7 +211,8 @@ def run_seed(seed: int, options: Options | None = None) -> RunStats:
     options = options or Options()
     run_dir = tempfile.mkdtemp(prefix=f"membersim-{seed}-", dir=SCRATCH)
     try:
-        with World(seed, run_dir, options.member_flags(), verbose=options.verbose) as world:
+        with World(seed, run_dir, options.member_flags(), verbose=options.verbose) as world, \
+                mock.patch.object(watch, "BUFFER", options.watch_queue):
             sim = Simulation(world, options)
             try:
                 findings = world.loop.run_until_complete(sim.run())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 from asyncio import events
 from typing import Any, Callable
 
@@ -53,11 +54,16 @@ class OwnedHandle(_Owned, events.Handle):
 
 
 class OwnedTimerHandle(_Owned, events.TimerHandle):
-    __slots__ = ("_owner",)
+    __slots__ = ("_owner", "_seq")
 
-    def __init__(self, when, callback, args, loop, context, owner: Process | None) -> None:
+    def __init__(self, when, callback, args, loop, context, owner: Process | None, seq: int) -> None:
         super().__init__(when, callback, args, loop, context)
         self._owner = owner
+        self._seq = seq
+
+    def __lt__(self, other: OwnedTimerHandle) -> bool:
+        # (asyncio compares the time only: the heap would run timers of one instant in any order)
+        return (self._when, self._seq) < (other._when, other._seq)
 
 
 class _JumpToNextTimer:
@@ -86,6 +92,7 @@ class VirtualTimeLoop(asyncio.BaseEventLoop):
         self._selector = _JumpToNextTimer(self)
         self._clock_resolution = 1e-9
         self._disk_delay = disk_delay
+        self._timers = itertools.count()
         self.set_task_factory(self._new_task)
 
     def time(self) -> float:
@@ -108,7 +115,7 @@ class VirtualTimeLoop(asyncio.BaseEventLoop):
         if when is None:
             raise TypeError("when cannot be None")
         self._check_closed()
-        timer = OwnedTimerHandle(when, callback, args, self, context, owner_of(context))
+        timer = OwnedTimerHandle(when, callback, args, self, context, owner_of(context), next(self._timers))
         heapq.heappush(self._scheduled, timer)
         timer._scheduled = True
         return timer

@@ -1,4 +1,4 @@
-"""Seeded KV clients: puts, deletes, compare-and-swap txns, reads and compactions.
+"""Seeded KV clients: puts, deletes, compare-and-swap txns, multi-key txns, reads, compactions.
 
 Each client calls one random member at a time (a real client's connection), now and then a
 burst of concurrent puts, and records every call in the History. Keys come from a small set,
@@ -8,7 +8,9 @@ entry in the log: a put's value, a compare-and-swap's new value, a delete's ``ra
 byte).
 
 The compare-and-swap is Kubernetes' update: read the key, then
-``Txn(If mod_revision(key) == seen, Then put(key), Else range(key))``.
+``Txn(If mod_revision(key) == seen, Then put(key), Else range(key))``. A multi-key txn puts
+several keys and deletes a range at one revision (a watcher gets them in one response); its
+token is in its first put's value only.
 """
 from __future__ import annotations
 
@@ -49,8 +51,10 @@ class KVClient:
             r = rng.random()
             if r < 0.05:
                 await self.burst()
-            elif r < 0.37:
+            elif r < 0.33:
                 await self.put()
+            elif r < 0.37:
+                await self.write_several()
             elif r < 0.45:
                 await self.delete()
             elif r < 0.65:
@@ -108,6 +112,22 @@ class KVClient:
         key, prev_kv = self._key(), self.rng.random() < 0.5
         await self.call("delete", lambda op_id: rpc_pb2.DeleteRangeRequest(
             key=key, range_end=key + b"\0" + token(op_id), prev_kv=prev_kv), "delete_range")
+
+    async def write_several(self) -> None:
+        rng = self.rng
+        cut = rng.randrange(len(KEYS))
+        deleted = KEYS[cut:cut + rng.randint(0, 2)]
+        puts = rng.sample([k for k in KEYS if k not in deleted], rng.randint(1, 3))
+
+        def request(op_id: int) -> rpc_pb2.TxnRequest:
+            ops = [rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k, value=token(op_id) if i == 0 else
+                                                                    b"%d/%d" % (op_id, i)))
+                   for i, k in enumerate(puts)]
+            if deleted:
+                ops.append(rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(
+                    key=deleted[0], range_end=deleted[-1] + b"\0")))
+            return rpc_pb2.TxnRequest(success=ops)
+        await self.call("txn", request, "txn")
 
     async def compare_and_swap(self) -> None:
         key = self._key()
