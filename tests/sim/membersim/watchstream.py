@@ -116,9 +116,10 @@ class WatchStream:
     async def _serve(self, service: WatchServer, ctx: SimpleNamespace) -> None:
         responses = service.Watch(_Requests(self._requests), ctx)
         try:
-            async for payload in responses:
-                await self._window.acquire()
-                self._down(self._arrive, payload)
+            async for framed in responses:  # (gRPC-framed messages, several at a time)
+                for payload in _unframe(framed):
+                    await self._window.acquire()
+                    self._down(self._arrive, payload)
         except errors.EtcdError as e:
             self._down(self._end, e)
         except Exception as e:  # noqa: BLE001 - a bug in the handler: the client sees the stream fail
@@ -144,6 +145,16 @@ class WatchStream:
 
     def _at(self, last: float) -> float:
         return max(self.network.loop.time() + self.rng.uniform(*BASE_DELAY), last)
+
+
+def _unframe(framed: bytes) -> list[bytes]:
+    """The messages of a handler's Framed reply (each: flag byte, 4-byte length, bytes)."""
+    out, pos = [], 0
+    while pos < len(framed):
+        n = int.from_bytes(framed[pos + 1:pos + 5], "big")
+        out.append(bytes(framed[pos + 5:pos + 5 + n]))
+        pos += 5 + n
+    return out
 
 
 class _Requests:
