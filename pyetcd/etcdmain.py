@@ -66,16 +66,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 async def run(cfg: ServerConfig) -> None:
-    from pyetcd.embed.serve import serve, unary_methods
+    from pyetcd.embed.serve import serve
     from pyetcd.httpapi.handler import make_handler
     from pyetcd.server.etcdserver import EtcdServer
-    from pyetcd.v3rpc import services
+    from pyetcd.v3rpc import grpc_methods
 
     server = EtcdServer(cfg)
     await server.start()
-    methods: dict = {}
-    for descriptor, impl in services(server).items():
-        methods.update(unary_methods(descriptor, impl))
+    methods = grpc_methods(server)
     http_handler = make_handler(server)
     listeners = []
     try:

@@ -2,14 +2,18 @@
 
 ``services(server)`` maps every etcd v3 service to its implementation; the methods an
 implementation lacks answer UNIMPLEMENTED (the transport does that), so every service is
-registered from the first day.
+registered from the first day. ``grpc_methods(server)`` is what the client port serves: every
+method by its path, behind the interceptors (``interceptor.py``).
 """
 from __future__ import annotations
 
 from typing import Any
 
+from pyetcd.embed.grpc import GrpcMethod
+from pyetcd.embed.serve import unary_methods
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.v3rpc.interceptor import intercept
 from pyetcd.v3rpc.watch import WatchServer
 
 
@@ -104,3 +108,11 @@ def services(server: EtcdServer) -> dict[str, Any]:
     """Service descriptor -> implementation, for every service of etcd's v3 API."""
     return {svc: _IMPLS.get(name, _Unimplemented)(server)
             for name, svc in rpc_pb2.DESCRIPTOR.services_by_name.items()}
+
+
+def grpc_methods(server: EtcdServer) -> dict[str, GrpcMethod]:
+    """Path -> method for every RPC of the v3 API, as the client port serves them."""
+    methods: dict[str, GrpcMethod] = {}
+    for descriptor, impl in services(server).items():
+        methods.update(unary_methods(descriptor, impl))
+    return intercept(server, methods)

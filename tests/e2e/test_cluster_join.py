@@ -43,6 +43,29 @@ def member_list(endpoints: str) -> list[list[str]]:
     return [line.split(", ") for line in ctl_ok(endpoints, "member", "list").splitlines()]
 
 
+LEARNER_REFUSAL = "etcdserver: rpc not supported for learner"
+
+
+def assert_learner_refuses(learner: Server) -> None:
+    """etcd 3.5's learner serves serializable Range, Status and Snapshot; every other RPC and
+    stream is refused with UNAVAILABLE, so clients move on to a voter."""
+    with grpc.insecure_channel(learner.endpoint) as ch:
+        kv, cluster_stub = rpc_pb2_grpc.KVStub(ch), rpc_pb2_grpc.ClusterStub(ch)
+        watch, lease = rpc_pb2_grpc.WatchStub(ch), rpc_pb2_grpc.LeaseStub(ch)
+        calls = [lambda: kv.Range(rpc_pb2.RangeRequest(key=b"k0"), timeout=5),
+                 lambda: kv.Put(rpc_pb2.PutRequest(key=b"k0", value=b"x"), timeout=5),
+                 lambda: cluster_stub.MemberList(rpc_pb2.MemberListRequest(), timeout=5),
+                 lambda: lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=10), timeout=5),
+                 lambda: next(watch.Watch(iter([rpc_pb2.WatchRequest(
+                     create_request=rpc_pb2.WatchCreateRequest(key=b"k0"))]), timeout=5))]
+        for call in calls:
+            with pytest.raises(grpc.RpcError) as refused:
+                call()
+            assert (refused.value.code(), refused.value.details()) == (grpc.StatusCode.UNAVAILABLE, LEARNER_REFUSAL)
+    out = etcdctl(CTL, learner.endpoint, "put", "k0", "x")
+    assert out.returncode != 0 and LEARNER_REFUSAL in out.stderr, out.stderr
+
+
 def log_text(member: Server) -> str:
     with open(member.log_path, errors="replace") as f:
         return f.read()
@@ -87,6 +110,7 @@ def test_learner_joins_is_promoted_and_a_removed_member_exits(three, stranger):
     wait_for(lambda: serializable_get(stranger, b"k19") == b"v19", 30, "the learner to serve the keys")
     assert serializable_get(stranger, b"k0") == b"v0"
     assert status(stranger).isLearner
+    assert_learner_refuses(stranger)
 
     def promote() -> bool:
         out = etcdctl(CTL, endpoints, "member", "promote", new_id)

@@ -1,0 +1,56 @@
+"""What runs before every v3 handler, as etcd's gRPC interceptors do.
+
+A learner answers only serializable Range, Status and the Snapshot stream; everything else gets
+``etcdserver: rpc not supported for learner`` (UNAVAILABLE), so a client moves to a voter. The
+check is made per call: a member is a learner until its promotion is applied.
+"""
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+from pyetcd import errors
+from pyetcd.embed.grpc import UNARY, CallContext, GrpcMethod
+from pyetcd.proto.etcdserverpb import rpc_pb2
+from pyetcd.server.etcdserver import EtcdServer
+
+STREAMS_FOR_LEARNER = frozenset({"/etcdserverpb.Maintenance/Snapshot"})
+
+
+def supported_for_learner(request: Any) -> bool:
+    """The unary requests a learner serves (etcd 3.5)."""
+    kind = type(request)
+    return kind is rpc_pb2.StatusRequest or (kind is rpc_pb2.RangeRequest and request.serializable)
+
+
+def intercept(server: EtcdServer, methods: dict[str, GrpcMethod]) -> dict[str, GrpcMethod]:
+    """The same methods, each refusing what a learner does not serve."""
+    out = {}
+    for path, method in methods.items():
+        if method.kind == UNARY:
+            handler = _unary_gate(server, method.handler)
+        elif path in STREAMS_FOR_LEARNER:
+            handler = method.handler
+        else:
+            handler = _stream_gate(server, method.handler)
+        out[path] = GrpcMethod(method.request_type, handler, method.kind)
+    return out
+
+
+def _unary_gate(server: EtcdServer, handler: Any) -> Any:
+    async def gated(request: Any, ctx: CallContext) -> Any:
+        if server.is_learner and not supported_for_learner(request):
+            raise errors.ErrNotSupportedForLearner
+        return await handler(request, ctx)
+    return gated
+
+
+def _stream_gate(server: EtcdServer, handler: Any) -> Any:
+    def gated(requests: Any, ctx: CallContext) -> AsyncIterator[Any]:
+        # decided when the stream opens; the handler's own generator serves it, nothing in between
+        return _refused() if server.is_learner else handler(requests, ctx)
+    return gated
+
+
+async def _refused() -> AsyncIterator[Any]:
+    raise errors.ErrNotSupportedForLearner
+    yield  # an async generator
