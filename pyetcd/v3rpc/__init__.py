@@ -14,6 +14,7 @@ from pyetcd.embed.serve import unary_methods
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server.etcdserver import EtcdServer
 from pyetcd.v3rpc.interceptor import intercept
+from pyetcd.v3rpc.snapshot import snapshot_stream
 from pyetcd.v3rpc.watch import WatchServer
 
 
@@ -51,6 +52,9 @@ class Maintenance(_Service):
 
     async def HashKV(self, req, ctx):
         return await self.server.hash_kv(req)
+
+    def Snapshot(self, req, ctx):
+        return snapshot_stream(self.server)
 
 
 class Auth(_Service):
