@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+from pyetcd.server import v3compactor
+
 
 class ConfigError(Exception):
     """A configuration that etcd would refuse (or that pyetcd cannot serve yet)."""
@@ -115,7 +117,7 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("discovery-srv-name", "", str, _LATER),
     FlagSpec("strict-reconfig-check", True, _parse_bool),
     FlagSpec("pre-vote", True, _parse_bool),
-    FlagSpec("auto-compaction-retention", "0", str, _LATER),
+    FlagSpec("auto-compaction-retention", "0"),
     FlagSpec("auto-compaction-mode", "periodic"),
     FlagSpec("enable-v2", False, _parse_bool, _LATER),
     FlagSpec("v2-deprecation", "not-yet"),
@@ -347,6 +349,12 @@ def validate(cfg: ServerConfig) -> None:
         raise ConfigError(f"unknown logger type {cfg['logger']!r} (only 'zap' is supported)")
     if cfg["log-level"] not in ("debug", "info", "warn", "error", "panic", "fatal"):
         raise ConfigError(f"unknown log-level {cfg['log-level']!r}")
+    if cfg["auto-compaction-mode"] not in v3compactor.MODES:
+        raise ConfigError(f'unknown auto-compaction-mode "{cfg["auto-compaction-mode"]}"')
+    try:
+        v3compactor.parse_retention(cfg["auto-compaction-mode"], cfg["auto-compaction-retention"])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     members = cfg.initial_cluster()
     if cfg.name not in members:
         raise ConfigError(

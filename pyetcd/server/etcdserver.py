@@ -33,6 +33,7 @@ from pyetcd.server.lease_api import LeaseMethods, new_lessor
 from pyetcd.server.membership import MemberChange, Membership, added_member_id
 from pyetcd.server.platform import Platform
 from pyetcd.server.raft_node import RaftNode
+from pyetcd.server.v3compactor import AutoCompactor, parse_retention
 from pyetcd.server.read_index import ReadIndex
 from pyetcd.storage.backend import Backend
 from pyetcd.storage.mvcc import KVStore
@@ -163,6 +164,12 @@ class EtcdServer(LeaseMethods):
         self._tasks = [loop.create_task(self.read_index.run(), name="linearizable-reads"),
                        loop.create_task(self._publish(), name="publish"),
                        loop.create_task(self._run_leases(), name="leases")]
+        mode = self.cfg["auto-compaction-mode"]
+        retention = parse_retention(mode, self.cfg["auto-compaction-retention"])
+        if retention > 0:
+            auto = AutoCompactor(mode, retention, lambda: self.store.rev, lambda: self.is_leader,
+                                 lambda rev: self.compact(rpc_pb2.CompactionRequest(revision=rev)))
+            self._tasks.append(loop.create_task(auto.run(), name="auto-compaction"))
 
     async def stop(self) -> None:
         for task in [*self._tasks, *(t for t in (self._leaving, self._peer_lookup) if t is not None)]:
