@@ -62,6 +62,16 @@ class Applier:
         ``handler(write_txn, request) -> response``; raising EtcdError before writing fails it."""
         self._handlers[field] = handler
 
+    def guard(self, field: str, check: Callable[[str, Message], None]) -> None:
+        """Run ``check(field, request)`` before the handler of ``field``; raising EtcdError fails
+        the request unapplied (e.g. an active alarm refusing writes)."""
+        inner = self._handlers[field]
+
+        def guarded(w: WriteTxn, req: Message) -> Message:
+            check(field, req)
+            return inner(w, req)
+        self._handlers[field] = guarded
+
     # ---- reads -----------------------------------------------------------------------------
 
     def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:

@@ -25,6 +25,7 @@ from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.fileutil import fsync_file
 from pyetcd.raft import Config, ProposalDropped, RawNode, ReadState, SoftState
 from pyetcd.server import bootstrap, checks, snapshot
+from pyetcd.server.alarms import AlarmStore
 from pyetcd.server.apply import Applier
 from pyetcd.server.compaction import Compactor
 from pyetcd.server.config import ServerConfig, parse_duration
@@ -32,6 +33,7 @@ from pyetcd.server.idutil import RequestIDs
 from pyetcd.server.lease_api import LeaseMethods, new_lessor
 from pyetcd.server.membership import MemberChange, Membership, added_member_id
 from pyetcd.server.platform import Platform
+from pyetcd.server.quota import BackendQuota, put_cost, txn_cost
 from pyetcd.server.raft_node import RaftNode
 from pyetcd.server.v3compactor import AutoCompactor, parse_retention
 from pyetcd.server.read_index import ReadIndex
@@ -94,6 +96,8 @@ class EtcdServer(LeaseMethods):
         self.batch_interval = parse_duration(cfg["backend-batch-interval"]) or BACKEND_BATCH_INTERVAL
         self.batch_limit = cfg["backend-batch-limit"] or BACKEND_BATCH_LIMIT
         self.lessor = new_lessor(self)
+        self.alarms = AlarmStore()
+        self.quota = BackendQuota(cfg["quota-backend-bytes"])
         self.member_id = 0
         self.cluster_id = 0
         self.applied_index = 0
@@ -205,6 +209,8 @@ class EtcdServer(LeaseMethods):
         self.store = KVStore(backend, leases=self.lessor)
         self.applier = Applier(self.store)
         self.lessor.register(self.applier)
+        self.alarms.use_backend(backend)
+        self.alarms.register(self.applier)
         self.applier.register("member_change", self._apply_member_change)
         self.applier.register("fence", self._apply_fence)
         self.membership = Membership(backend)
@@ -661,6 +667,7 @@ class EtcdServer(LeaseMethods):
 
     async def put(self, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
         checks.check_put(req)
+        await self.check_quota(put_cost(req))
         return await self._propose(put=req)
 
     async def delete_range(self, req: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
@@ -669,6 +676,7 @@ class EtcdServer(LeaseMethods):
 
     async def txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
         checks.check_txn(req, self.max_txn_ops)
+        await self.check_quota(txn_cost(req))
         return await self._propose(txn=req)
 
     async def compact(self, req: rpc_pb2.CompactionRequest) -> rpc_pb2.CompactionResponse:
@@ -680,14 +688,26 @@ class EtcdServer(LeaseMethods):
     # ---- maintenance ---------------------------------------------------------------------------
 
     async def alarm(self, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
-        return rpc_pb2.AlarmResponse(header=self.header())
+        if req.action == rpc_pb2.AlarmRequest.GET:
+            return rpc_pb2.AlarmResponse(header=self.header(), alarms=self.alarms.get(req.alarm))
+        return await self._propose(alarm=req)
+
+    async def check_quota(self, cost: int) -> None:
+        """Refuse a request that would take the backend past the quota, and raise NOSPACE."""
+        if self.quota.available(self.backend, cost):
+            return
+        with contextlib.suppress(errors.EtcdError):
+            await self._propose(alarm=rpc_pb2.AlarmRequest(
+                action=rpc_pb2.AlarmRequest.ACTIVATE, memberID=self.member_id, alarm=rpc_pb2.NOSPACE))
+        raise errors.ErrNoSpace
 
     async def status(self, req: rpc_pb2.StatusRequest) -> rpc_pb2.StatusResponse:
         return rpc_pb2.StatusResponse(
             header=self.header(), version=ETCD_VERSION, dbSize=self.backend.size(),
             dbSizeInUse=self.backend.size_in_use(), leader=self.raft.lead,
             raftIndex=self.raft.commit_index, raftTerm=self.raft.term,
-            raftAppliedIndex=self.applied_index, isLearner=self.is_learner)
+            raftAppliedIndex=self.applied_index, isLearner=self.is_learner,
+            errors=[f"memberID:{am.memberID} alarm:{rpc_pb2.AlarmType.Name(am.alarm)} " for am in self.alarms.get()])
 
     async def hash_kv(self, req: rpc_pb2.HashKVRequest) -> rpc_pb2.HashKVResponse:
         with self.store.read() as view:
@@ -804,4 +824,7 @@ class EtcdServer(LeaseMethods):
     def health(self) -> tuple[bool, str]:
         if not self.raft.lead:
             return False, "RAFT NO LEADER"
+        active = self.alarms.get()
+        if active:  # etcd names the first alarm only
+            return False, "ALARM " + rpc_pb2.AlarmType.Name(active[0].alarm)
         return True, ""

@@ -25,6 +25,7 @@ from pyetcd.logutil import log
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server.config import parse_duration
 from pyetcd.server.lessor import MAX_LEASE_TTL, Lessor, min_lease_ttl
+from pyetcd.server.quota import LEASE_OVERHEAD
 
 if TYPE_CHECKING:
     from pyetcd.server.etcdserver import EtcdServer
@@ -103,6 +104,7 @@ class LeaseMethods:
             raise errors.ErrLeaseTTLTooLarge
         if not req.ID:
             req = rpc_pb2.LeaseGrantRequest(TTL=req.TTL, ID=self._ids.next() & _ID_MASK)
+        await self.check_quota(LEASE_OVERHEAD)
         return await self._propose(lease_grant=req)
 
     async def lease_revoke(self: EtcdServer, req: rpc_pb2.LeaseRevokeRequest) -> rpc_pb2.LeaseRevokeResponse:

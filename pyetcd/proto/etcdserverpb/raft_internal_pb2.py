@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from pyetcd.proto.etcdserverpb import rpc_pb2 as pyetcd_dot_proto_dot_etcdserverpb_dot_rpc__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-pyetcd/proto/etcdserverpb/raft_internal.proto\x12\x0c\x65tcdserverpb\x1a#pyetcd/proto/etcdserverpb/rpc.proto\"\xf4\x03\n\x13InternalRaftRequest\x12\n\n\x02ID\x18\x01 \x01(\x04\x12\x11\n\tmax_index\x18\x08 \x01(\x04\x12%\n\x03put\x18\x02 \x01(\x0b\x32\x18.etcdserverpb.PutRequest\x12\x36\n\x0c\x64\x65lete_range\x18\x03 \x01(\x0b\x32 .etcdserverpb.DeleteRangeRequest\x12%\n\x03txn\x18\x04 \x01(\x0b\x32\x18.etcdserverpb.TxnRequest\x12\x33\n\ncompaction\x18\x05 \x01(\x0b\x32\x1f.etcdserverpb.CompactionRequest\x12\x31\n\rmember_change\x18\x06 \x01(\x0b\x32\x1a.etcdserverpb.MemberChange\x12\"\n\x05\x66\x65nce\x18\x07 \x01(\x0b\x32\x13.etcdserverpb.Fence\x12\x34\n\x0blease_grant\x18\t \x01(\x0b\x32\x1f.etcdserverpb.LeaseGrantRequest\x12\x36\n\x0clease_revoke\x18\n \x01(\x0b\x32 .etcdserverpb.LeaseRevokeRequest\x12>\n\x10lease_checkpoint\x18\x0b \x01(\x0b\x32$.etcdserverpb.LeaseCheckpointRequest\"<\n\x0bLeaseRecord\x12\n\n\x02ID\x18\x01 \x01(\x03\x12\x0b\n\x03TTL\x18\x02 \x01(\x03\x12\x14\n\x0cRemainingTTL\x18\x03 \x01(\x03\".\n\x05\x46\x65nce\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x11\n\tmax_index\x18\x02 \x01(\x04\"=\n\rFenceResponse\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1c.etcdserverpb.ResponseHeader\"\xb7\x01\n\x0cMemberChange\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.etcdserverpb.MemberChange.Kind\x12$\n\x06member\x18\x02 \x01(\x0b\x32\x14.etcdserverpb.Member\"R\n\x04Kind\x12\x07\n\x03\x41\x44\x44\x10\x00\x12\x0f\n\x0b\x41\x44\x44_LEARNER\x10\x01\x12\n\n\x06REMOVE\x10\x02\x12\n\n\x06UPDATE\x10\x03\x12\x0b\n\x07PROMOTE\x10\x04\x12\x0b\n\x07PUBLISH\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-pyetcd/proto/etcdserverpb/raft_internal.proto\x12\x0c\x65tcdserverpb\x1a#pyetcd/proto/etcdserverpb/rpc.proto\"\x9f\x04\n\x13InternalRaftRequest\x12\n\n\x02ID\x18\x01 \x01(\x04\x12\x11\n\tmax_index\x18\x08 \x01(\x04\x12%\n\x03put\x18\x02 \x01(\x0b\x32\x18.etcdserverpb.PutRequest\x12\x36\n\x0c\x64\x65lete_range\x18\x03 \x01(\x0b\x32 .etcdserverpb.DeleteRangeRequest\x12%\n\x03txn\x18\x04 \x01(\x0b\x32\x18.etcdserverpb.TxnRequest\x12\x33\n\ncompaction\x18\x05 \x01(\x0b\x32\x1f.etcdserverpb.CompactionRequest\x12\x31\n\rmember_change\x18\x06 \x01(\x0b\x32\x1a.etcdserverpb.MemberChange\x12\"\n\x05\x66\x65nce\x18\x07 \x01(\x0b\x32\x13.etcdserverpb.Fence\x12\x34\n\x0blease_grant\x18\t \x01(\x0b\x32\x1f.etcdserverpb.LeaseGrantRequest\x12\x36\n\x0clease_revoke\x18\n \x01(\x0b\x32 .etcdserverpb.LeaseRevokeRequest\x12>\n\x10lease_checkpoint\x18\x0b \x01(\x0b\x32$.etcdserverpb.LeaseCheckpointRequest\x12)\n\x05\x61larm\x18\x14 \x01(\x0b\x32\x1a.etcdserverpb.AlarmRequest\"<\n\x0bLeaseRecord\x12\n\n\x02ID\x18\x01 \x01(\x03\x12\x0b\n\x03TTL\x18\x02 \x01(\x03\x12\x14\n\x0cRemainingTTL\x18\x03 \x01(\x03\".\n\x05\x46\x65nce\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x11\n\tmax_index\x18\x02 \x01(\x04\"=\n\rFenceResponse\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1c.etcdserverpb.ResponseHeader\"\xb7\x01\n\x0cMemberChange\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.etcdserverpb.MemberChange.Kind\x12$\n\x06member\x18\x02 \x01(\x0b\x32\x14.etcdserverpb.Member\"R\n\x04Kind\x12\x07\n\x03\x41\x44\x44\x10\x00\x12\x0f\n\x0b\x41\x44\x44_LEARNER\x10\x01\x12\n\n\x06REMOVE\x10\x02\x12\n\n\x06UPDATE\x10\x03\x12\x0b\n\x07PROMOTE\x10\x04\x12\x0b\n\x07PUBLISH\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pyetcd.proto.etcdserverpb.r
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INTERNALRAFTREQUEST']._serialized_start=101
-  _globals['_INTERNALRAFTREQUEST']._serialized_end=601
-  _globals['_LEASERECORD']._serialized_start=603
-  _globals['_LEASERECORD']._serialized_end=663
-  _globals['_FENCE']._serialized_start=665
-  _globals['_FENCE']._serialized_end=711
-  _globals['_FENCERESPONSE']._serialized_start=713
-  _globals['_FENCERESPONSE']._serialized_end=774
-  _globals['_MEMBERCHANGE']._serialized_start=777
-  _globals['_MEMBERCHANGE']._serialized_end=960
-  _globals['_MEMBERCHANGE_KIND']._serialized_start=878
-  _globals['_MEMBERCHANGE_KIND']._serialized_end=960
+  _globals['_INTERNALRAFTREQUEST']._serialized_end=644
+  _globals['_LEASERECORD']._serialized_start=646
+  _globals['_LEASERECORD']._serialized_end=706
+  _globals['_FENCE']._serialized_start=708
+  _globals['_FENCE']._serialized_end=754
+  _globals['_FENCERESPONSE']._serialized_start=756
+  _globals['_FENCERESPONSE']._serialized_end=817
+  _globals['_MEMBERCHANGE']._serialized_start=820
+  _globals['_MEMBERCHANGE']._serialized_end=1003
+  _globals['_MEMBERCHANGE_KIND']._serialized_start=921
+  _globals['_MEMBERCHANGE_KIND']._serialized_end=1003
 # @@protoc_insertion_point(module_scope)

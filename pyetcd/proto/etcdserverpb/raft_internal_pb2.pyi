@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class InternalRaftRequest(_message.Message):
-    __slots__ = ("ID", "max_index", "put", "delete_range", "txn", "compaction", "member_change", "fence", "lease_grant", "lease_revoke", "lease_checkpoint")
+    __slots__ = ("ID", "max_index", "put", "delete_range", "txn", "compaction", "member_change", "fence", "lease_grant", "lease_revoke", "lease_checkpoint", "alarm")
     ID_FIELD_NUMBER: _ClassVar[int]
     MAX_INDEX_FIELD_NUMBER: _ClassVar[int]
     PUT_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class InternalRaftRequest(_message.Message):
     LEASE_GRANT_FIELD_NUMBER: _ClassVar[int]
     LEASE_REVOKE_FIELD_NUMBER: _ClassVar[int]
     LEASE_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    ALARM_FIELD_NUMBER: _ClassVar[int]
     ID: int
     max_index: int
     put: _rpc_pb2.PutRequest
@@ -31,7 +32,8 @@ class InternalRaftRequest(_message.Message):
     lease_grant: _rpc_pb2.LeaseGrantRequest
     lease_revoke: _rpc_pb2.LeaseRevokeRequest
     lease_checkpoint: _rpc_pb2.LeaseCheckpointRequest
-    def __init__(self, ID: _Optional[int] = ..., max_index: _Optional[int] = ..., put: _Optional[_Union[_rpc_pb2.PutRequest, _Mapping]] = ..., delete_range: _Optional[_Union[_rpc_pb2.DeleteRangeRequest, _Mapping]] = ..., txn: _Optional[_Union[_rpc_pb2.TxnRequest, _Mapping]] = ..., compaction: _Optional[_Union[_rpc_pb2.CompactionRequest, _Mapping]] = ..., member_change: _Optional[_Union[MemberChange, _Mapping]] = ..., fence: _Optional[_Union[Fence, _Mapping]] = ..., lease_grant: _Optional[_Union[_rpc_pb2.LeaseGrantRequest, _Mapping]] = ..., lease_revoke: _Optional[_Union[_rpc_pb2.LeaseRevokeRequest, _Mapping]] = ..., lease_checkpoint: _Optional[_Union[_rpc_pb2.LeaseCheckpointRequest, _Mapping]] = ...) -> None: ...
+    alarm: _rpc_pb2.AlarmRequest
+    def __init__(self, ID: _Optional[int] = ..., max_index: _Optional[int] = ..., put: _Optional[_Union[_rpc_pb2.PutRequest, _Mapping]] = ..., delete_range: _Optional[_Union[_rpc_pb2.DeleteRangeRequest, _Mapping]] = ..., txn: _Optional[_Union[_rpc_pb2.TxnRequest, _Mapping]] = ..., compaction: _Optional[_Union[_rpc_pb2.CompactionRequest, _Mapping]] = ..., member_change: _Optional[_Union[MemberChange, _Mapping]] = ..., fence: _Optional[_Union[Fence, _Mapping]] = ..., lease_grant: _Optional[_Union[_rpc_pb2.LeaseGrantRequest, _Mapping]] = ..., lease_revoke: _Optional[_Union[_rpc_pb2.LeaseRevokeRequest, _Mapping]] = ..., lease_checkpoint: _Optional[_Union[_rpc_pb2.LeaseCheckpointRequest, _Mapping]] = ..., alarm: _Optional[_Union[_rpc_pb2.AlarmRequest, _Mapping]] = ...) -> None: ...
 
 class LeaseRecord(_message.Message):
     __slots__ = ("ID", "TTL", "RemainingTTL")
