@@ -125,9 +125,9 @@ def apply_env(cmd: Command) -> None:
                           **{"environment-variable": f"{key}={val}"}))
 
 
-def _prompt_password() -> str:
+def prompt_password(prompt: str = "Password: ") -> str:
     """etcdctl's password prompt: no echo on a terminal; else one line of stdin."""
-    sys.stdout.write("Password: ")
+    sys.stdout.write(prompt)
     sys.stdout.flush()
     if os.isatty(0):
         import getpass
@@ -168,7 +168,7 @@ class Context:
         if user and not password:
             user, colon, password = user.partition(":")
             if not colon:
-                password = _prompt_password()
+                password = prompt_password()
         fmt = self.flags["write-out"]
         if fmt not in printer.FORMATS:
             raise Exit(EXIT_BAD_FEATURE, "unsupported output format")
