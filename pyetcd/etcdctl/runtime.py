@@ -147,6 +147,28 @@ def prompt_password(prompt: str = "Password: ") -> str:
     return password
 
 
+def tls_from_flags(flags: FlagSet, prefix: str = ""):
+    """The client's TLS from --<prefix>cacert, --<prefix>cert, --<prefix>key (files read now) and
+    --<prefix>insecure-transport=false (TLS with the system's CAs); None: plaintext."""
+    from pyetcd.client import TLS
+
+    cert, key = flags[prefix + "cert"], flags[prefix + "key"]
+    if bool(cert) != bool(key):
+        raise Exit(EXIT_BAD_ARGS, f"KeyFile and CertFile must both be present[key: {key}, cert: {cert}]")
+    files = {}
+    for name in ("cacert", "cert", "key"):
+        path = flags[prefix + name]
+        if path:
+            try:
+                with open(path, "rb") as f:
+                    files[name] = f.read()
+            except OSError as exc:
+                raise Exit(EXIT_BAD_ARGS, f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
+    if not files and flags[prefix + "insecure-transport"]:
+        return None
+    return TLS(files.get("cacert"), files.get("cert"), files.get("key"))
+
+
 class Context:
     """What a command needs once its flags are parsed: display, client, timeouts."""
 
@@ -181,18 +203,10 @@ class Context:
         return self.client
 
     def _tls(self):
-        from pyetcd.client import TLS
-
-        files = {}
-        for name in ("cacert", "cert", "key"):
-            path = self.flags[name]
-            if path:
-                try:
-                    with open(path, "rb") as f:
-                        files[name] = f.read()
-                except OSError as exc:
-                    raise Exit(EXIT_BAD_ARGS, f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
-        return TLS(files.get("cacert"), files.get("cert"), files.get("key")) if files else None
+        if self.flags["insecure-skip-tls-verify"]:
+            raise Exit(EXIT_BAD_ARGS, "--insecure-skip-tls-verify is not supported by pyetcd's etcdctl "
+                                      "(grpcio always verifies the server): give its CA with --cacert")
+        return tls_from_flags(self.flags)
 
     def call(self, method: str, request, timeout: float, service: str = "kv", endpoint: str | None = None):
         """One call (KV unless ``service`` says otherwise, to ``endpoint`` only if given); client log
