@@ -5,9 +5,9 @@ the root role (creating the role) when the server refuses because root lacks it,
 """
 from __future__ import annotations
 
-from pyetcd.etcdctl.auth_printer import show
+from pyetcd.etcdctl.auth_common import show
 from pyetcd.etcdctl.cobra import Command, out
-from pyetcd.etcdctl.runtime import EXIT_BAD_ARGS, GROUP_HEADER, Context, Exit
+from pyetcd.etcdctl.runtime import GROUP_HEADER, Context, Exit, connect_without_args
 
 ROOT_LACKS_ROLE = "etcdserver: root user does not have root role"
 ROLE_EXISTS = "etcdserver: role name already exists"
@@ -25,11 +25,7 @@ def new_auth_command() -> Command:
 
 
 def _connect(cmd: Command, args: list[str]) -> Context:
-    if args:
-        raise Exit(EXIT_BAD_ARGS, f"auth {cmd.name} command does not accept any arguments")
-    ctx = Context(cmd)
-    ctx.connect()
-    return ctx
+    return connect_without_args(cmd, args, f"auth {cmd.name} command does not accept any arguments")
 
 
 def _auth_call(ctx: Context, method: str, request):

@@ -1,10 +1,10 @@
 """etcdctl alarm list / disarm and defrag."""
 from __future__ import annotations
 
-from pyetcd.etcdctl.auth_printer import show
+from pyetcd.etcdctl.auth_common import show
 from pyetcd.etcdctl.cobra import Command, err, out
 from pyetcd.etcdctl.endpoint import ALARM_NAMES, member_endpoints
-from pyetcd.etcdctl.runtime import EXIT_BAD_ARGS, EXIT_ERROR, GROUP_HEADER, Context, Exit
+from pyetcd.etcdctl.runtime import EXIT_ERROR, GROUP_HEADER, Context, Exit, connect_without_args
 
 ACTIVATE_GET, ACTIVATE_DEACTIVATE = 0, 2
 
@@ -43,11 +43,7 @@ def _alarm_call(ctx: Context, request):
 
 
 def _connect(cmd: Command, args: list[str]) -> Context:
-    if args:
-        raise Exit(EXIT_BAD_ARGS, f"alarm {cmd.name} command accepts no arguments")
-    ctx = Context(cmd)
-    ctx.connect()
-    return ctx
+    return connect_without_args(cmd, args, f"alarm {cmd.name} command accepts no arguments")
 
 
 def run_list(cmd: Command, args: list[str]) -> None:

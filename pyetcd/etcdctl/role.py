@@ -1,9 +1,9 @@
 """etcdctl role add / delete / get / list / grant-permission / revoke-permission."""
 from __future__ import annotations
 
-from pyetcd.etcdctl.auth_printer import OPEN_END, names_simple, range_text, show, show_role
+from pyetcd.etcdctl.auth_common import OPEN_END, call, names_simple, one_name, range_text, run_named, show, show_role
 from pyetcd.etcdctl.cobra import Command
-from pyetcd.etcdctl.runtime import EXIT_BAD_ARGS, GROUP_HEADER, Context, Exit
+from pyetcd.etcdctl.runtime import EXIT_BAD_ARGS, GROUP_HEADER, Exit
 
 PERM_TYPES = {"READ": 0, "WRITE": 1, "READWRITE": 2}
 
@@ -22,23 +22,12 @@ def new_role_command() -> Command:
     revoke.flags.add("prefix", "bool", False, "revoke a prefix permission")
     revoke.flags.add("from-key", "bool", False,
                      "revoke a permission of keys that are greater than or equal to the given key using byte compare")
-    group.add(Command("add <role name>", "Adds a new role", run=run_add),
-              Command("delete <role name>", "Deletes a role", run=run_delete),
+    group.add(Command("add <role name>", "Adds a new role", run=run_named("role", "RoleAdd", "name", b"Role %s created\n")),
+              Command("delete <role name>", "Deletes a role",
+                      run=run_named("role", "RoleDelete", "role", b"Role %s deleted\n")),
               Command("get <role name>", "Gets detailed information of a role", run=run_get),
               Command("list", "Lists all roles", run=run_list), grant, revoke)
     return group
-
-
-def _call(cmd: Command, method: str, request) -> tuple[Context, object]:
-    ctx = Context(cmd)
-    ctx.connect()
-    return ctx, ctx.call(method, request, ctx.flags["command-timeout"], service="auth")
-
-
-def _one_name(args: list[str], what: str) -> str:
-    if len(args) != 1:
-        raise Exit(EXIT_BAD_ARGS, f"role {what} command requires role name as its argument")
-    return args[0]
 
 
 def perm_range(cmd: Command, args: list[str]) -> tuple[bytes, bytes]:
@@ -64,27 +53,11 @@ def perm_range(cmd: Command, args: list[str]) -> tuple[bytes, bytes]:
     return key, OPEN_END if from_key else b""
 
 
-def run_add(cmd: Command, args: list[str]) -> None:
-    from pyetcd.proto.etcdserverpb import rpc_pb2
-
-    name = _one_name(args, "add")
-    ctx, resp = _call(cmd, "RoleAdd", rpc_pb2.AuthRoleAddRequest(name=name))
-    show(ctx, resp, b"Role %s created\n" % name.encode())
-
-
-def run_delete(cmd: Command, args: list[str]) -> None:
-    from pyetcd.proto.etcdserverpb import rpc_pb2
-
-    name = _one_name(args, "delete")
-    ctx, resp = _call(cmd, "RoleDelete", rpc_pb2.AuthRoleDeleteRequest(role=name))
-    show(ctx, resp, b"Role %s deleted\n" % name.encode())
-
-
 def run_get(cmd: Command, args: list[str]) -> None:
     from pyetcd.proto.etcdserverpb import rpc_pb2
 
-    name = _one_name(args, "get")
-    ctx, resp = _call(cmd, "RoleGet", rpc_pb2.AuthRoleGetRequest(role=name))
+    name = one_name(args, "role", "get")
+    ctx, resp = call(cmd, "RoleGet", rpc_pb2.AuthRoleGetRequest(role=name))
     show_role(ctx, name, resp)
 
 
@@ -93,7 +66,7 @@ def run_list(cmd: Command, args: list[str]) -> None:
 
     if args:
         raise Exit(EXIT_BAD_ARGS, "role list command requires no arguments")
-    ctx, resp = _call(cmd, "RoleList", rpc_pb2.AuthRoleListRequest())
+    ctx, resp = call(cmd, "RoleList", rpc_pb2.AuthRoleListRequest())
     show(ctx, resp, names_simple(resp.roles), ['"Roles" :' + "".join(f' "{r}"' for r in resp.roles)])
 
 
@@ -108,7 +81,7 @@ def run_grant(cmd: Command, args: list[str]) -> None:
         raise Exit(EXIT_BAD_ARGS, f"invalid permission type: {args[1]}")
     key, range_end = perm_range(cmd, args[2:])
     perm = auth_pb2.Permission(permType=perm_type, key=key, range_end=range_end)
-    ctx, resp = _call(cmd, "RoleGrantPermission", rpc_pb2.AuthRoleGrantPermissionRequest(name=args[0], perm=perm))
+    ctx, resp = call(cmd, "RoleGrantPermission", rpc_pb2.AuthRoleGrantPermissionRequest(name=args[0], perm=perm))
     show(ctx, resp, b"Role %s updated\n" % args[0].encode())
 
 
@@ -118,7 +91,7 @@ def run_revoke(cmd: Command, args: list[str]) -> None:
     if len(args) < 2:
         raise Exit(EXIT_BAD_ARGS, "role revoke-permission command requires role name and key [endkey] as its argument")
     key, range_end = perm_range(cmd, args[1:])
-    ctx, resp = _call(cmd, "RoleRevokePermission",
+    ctx, resp = call(cmd, "RoleRevokePermission",
                       rpc_pb2.AuthRoleRevokePermissionRequest(role=args[0], key=key, range_end=range_end))
     what = b"range " + range_text(key, range_end) if range_end else b"key " + key
     show(ctx, resp, b"Permission of %s is revoked from role %s\n" % (what, args[0].encode()))

@@ -125,6 +125,26 @@ def apply_env(cmd: Command) -> None:
                           **{"environment-variable": f"{key}={val}"}))
 
 
+def read_stdin_line() -> str:
+    """One line of stdin, read byte by byte (as Go does, so nothing past it is consumed)."""
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        ch = os.read(0, 1)
+        if not ch:
+            break
+        line += ch
+    return line.decode("utf-8", "surrogateescape")
+
+
+def connect_without_args(cmd: Command, args: list[str], message: str) -> "Context":
+    """The Context of a command that takes no arguments (``message``: etcdctl's error if given)."""
+    if args:
+        raise Exit(EXIT_BAD_ARGS, message)
+    ctx = Context(cmd)
+    ctx.connect()
+    return ctx
+
+
 def prompt_password(prompt: str = "Password: ") -> str:
     """etcdctl's password prompt: no echo on a terminal; else one line of stdin."""
     sys.stdout.write(prompt)
@@ -136,13 +156,7 @@ def prompt_password(prompt: str = "Password: ") -> str:
     else:
         # etcdctl runs stty on its stdin to turn echo off, which complains when it is no terminal
         err("stty: 'standard input': Inappropriate ioctl for device\n" * 2)
-        line = bytearray()
-        while not line.endswith(b"\n"):
-            ch = os.read(0, 1)
-            if not ch:
-                break
-            line += ch
-        password = line.decode("utf-8", "surrogateescape").rstrip("\r\n")
+        password = read_stdin_line().rstrip("\r\n")
     sys.stdout.write("\n")
     return password
 

@@ -1,11 +1,9 @@
 """etcdctl user add / delete / get / list / passwd / grant-role / revoke-role."""
 from __future__ import annotations
 
-import os
-
-from pyetcd.etcdctl.auth_printer import names_simple, show, show_role
+from pyetcd.etcdctl.auth_common import call, names_simple, one_name, run_named, show, show_role
 from pyetcd.etcdctl.cobra import Command, out
-from pyetcd.etcdctl.runtime import EXIT_BAD_ARGS, GROUP_HEADER, Context, Exit, prompt_password
+from pyetcd.etcdctl.runtime import EXIT_BAD_ARGS, GROUP_HEADER, Exit, prompt_password, read_stdin_line
 
 
 def new_user_command() -> Command:
@@ -21,7 +19,8 @@ def new_user_command() -> Command:
     get.flags.add("detail", "bool", False, "Show permissions of roles granted to the user")
     passwd = Command("passwd <user name> [options]", "Changes password of user", run=run_passwd)
     passwd.flags.add("interactive", "bool", True, "If true, read password from stdin instead of interactive terminal")
-    group.add(add, Command("delete <user name>", "Deletes a user", run=run_delete), get,
+    group.add(add, Command("delete <user name>", "Deletes a user",
+                                   run=run_named("user", "UserDelete", "name", b"User %s deleted\n")), get,
               Command("list", "Lists all users", run=run_list), passwd,
               Command("grant-role <user name> <role name>", "Grants a role to a user", run=run_grant_role),
               Command("revoke-role <user name> <role name>", "Revokes a role from a user", run=run_revoke_role))
@@ -29,14 +28,8 @@ def new_user_command() -> Command:
 
 
 def scan_word() -> str:
-    """fmt.Scanf("%s") on stdin: the first word of the first line (read byte by byte, as Go does)."""
-    line = bytearray()
-    while not line.endswith(b"\n"):
-        ch = os.read(0, 1)
-        if not ch:
-            break
-        line += ch
-    words = line.decode("utf-8", "surrogateescape").split("\n", 1)[0].split()
+    """fmt.Scanf("%s") on stdin: the first word of the first line."""
+    words = read_stdin_line().split("\n", 1)[0].split()
     return words[0] if words else ""
 
 
@@ -51,18 +44,6 @@ def read_new_password(cmd: Command, name: str) -> str:
     if password != again:
         raise Exit(EXIT_BAD_ARGS, "given passwords are different")
     return password
-
-
-def _call(cmd: Command, method: str, request) -> tuple[Context, object]:
-    ctx = Context(cmd)
-    ctx.connect()
-    return ctx, ctx.call(method, request, ctx.flags["command-timeout"], service="auth")
-
-
-def _one_name(args: list[str], what: str) -> str:
-    if len(args) != 1:
-        raise Exit(EXIT_BAD_ARGS, f"user {what} command requires user name as its argument")
-    return args[0]
 
 
 def _new_user(cmd: Command, arg: str) -> tuple[str, str]:
@@ -84,26 +65,18 @@ def run_add(cmd: Command, args: list[str]) -> None:
     from pyetcd.proto.etcdserverpb import rpc_pb2
 
     no_password = cmd.flagset()["no-password"]
-    name, password = _new_user(cmd, _one_name(args, "add"))
+    name, password = _new_user(cmd, one_name(args, "user", "add"))
     req = rpc_pb2.AuthUserAddRequest(name=name, password=password,
                                      options=auth_pb2.UserAddOptions(no_password=no_password))
-    ctx, resp = _call(cmd, "UserAdd", req)
+    ctx, resp = call(cmd, "UserAdd", req)
     show(ctx, resp, b"User %s created\n" % name.encode())
-
-
-def run_delete(cmd: Command, args: list[str]) -> None:
-    from pyetcd.proto.etcdserverpb import rpc_pb2
-
-    name = _one_name(args, "delete")
-    ctx, resp = _call(cmd, "UserDelete", rpc_pb2.AuthUserDeleteRequest(name=name))
-    show(ctx, resp, b"User %s deleted\n" % name.encode())
 
 
 def run_get(cmd: Command, args: list[str]) -> None:
     from pyetcd.proto.etcdserverpb import rpc_pb2
 
-    name = _one_name(args, "get")
-    ctx, resp = _call(cmd, "UserGet", rpc_pb2.AuthUserGetRequest(name=name))
+    name = one_name(args, "user", "get")
+    ctx, resp = call(cmd, "UserGet", rpc_pb2.AuthUserGetRequest(name=name))
     if not ctx.flags["detail"]:
         show(ctx, resp, ("User: %s\nRoles:%s\n" % (name, "".join(" " + r for r in resp.roles))).encode(), None)
         return
@@ -120,16 +93,16 @@ def run_list(cmd: Command, args: list[str]) -> None:
 
     if args:
         raise Exit(EXIT_BAD_ARGS, "user list command requires no arguments")
-    ctx, resp = _call(cmd, "UserList", rpc_pb2.AuthUserListRequest())
+    ctx, resp = call(cmd, "UserList", rpc_pb2.AuthUserListRequest())
     show(ctx, resp, names_simple(resp.users), None)
 
 
 def run_passwd(cmd: Command, args: list[str]) -> None:
     from pyetcd.proto.etcdserverpb import rpc_pb2
 
-    name = _one_name(args, "passwd")
+    name = one_name(args, "user", "passwd")
     password = read_new_password(cmd, name)
-    ctx, resp = _call(cmd, "UserChangePassword", rpc_pb2.AuthUserChangePasswordRequest(name=name, password=password))
+    ctx, resp = call(cmd, "UserChangePassword", rpc_pb2.AuthUserChangePasswordRequest(name=name, password=password))
     show(ctx, resp, b"Password updated\n")
 
 
@@ -143,7 +116,7 @@ def run_grant_role(cmd: Command, args: list[str]) -> None:
     from pyetcd.proto.etcdserverpb import rpc_pb2
 
     user, role = _user_and_role(args, "user grant command")
-    ctx, resp = _call(cmd, "UserGrantRole", rpc_pb2.AuthUserGrantRoleRequest(user=user, role=role))
+    ctx, resp = call(cmd, "UserGrantRole", rpc_pb2.AuthUserGrantRoleRequest(user=user, role=role))
     show(ctx, resp, b"Role %s is granted to user %s\n" % (role.encode(), user.encode()))
 
 
@@ -151,5 +124,5 @@ def run_revoke_role(cmd: Command, args: list[str]) -> None:
     from pyetcd.proto.etcdserverpb import rpc_pb2
 
     user, role = _user_and_role(args, "user revoke-role")
-    ctx, resp = _call(cmd, "UserRevokeRole", rpc_pb2.AuthUserRevokeRoleRequest(name=user, role=role))
+    ctx, resp = call(cmd, "UserRevokeRole", rpc_pb2.AuthUserRevokeRoleRequest(name=user, role=role))
     show(ctx, resp, b"Role %s is revoked from user %s\n" % (role.encode(), user.encode()))

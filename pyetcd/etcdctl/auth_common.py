@@ -1,16 +1,43 @@
-"""etcdctl's output of the auth, user and role responses in its formats (simple, json, protobuf,
-fields where etcdctl has them; table for none of them)."""
+"""What etcdctl's auth, user and role commands share: the call to the Auth service and the output
+of its responses in etcdctl's formats (simple, json, protobuf, fields where etcdctl has them;
+table for none of them)."""
 from __future__ import annotations
 
 import sys
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from pyetcd.etcdctl.gofmt import go_quote
 from pyetcd.etcdctl.printer import go_dumps, go_json, header_fields, write
-from pyetcd.etcdctl.runtime import EXIT_BAD_FEATURE, Context, Exit
+from pyetcd.etcdctl.cobra import Command
+from pyetcd.etcdctl.runtime import EXIT_BAD_ARGS, EXIT_BAD_FEATURE, Context, Exit
 
 PERM_NAMES = {0: "READ", 1: "WRITE", 2: "READWRITE"}
 OPEN_END = b"\x00"
+
+
+def call(cmd: Command, method: str, request) -> tuple[Context, Any]:
+    """Connect as the global flags say and make one Auth call."""
+    ctx = Context(cmd)
+    ctx.connect()
+    return ctx, ctx.call(method, request, ctx.flags["command-timeout"], service="auth")
+
+
+def one_name(args: list[str], noun: str, what: str) -> str:
+    if len(args) != 1:
+        raise Exit(EXIT_BAD_ARGS, f"{noun} {what} command requires {noun} name as its argument")
+    return args[0]
+
+
+def run_named(noun: str, method: str, field: str, text: bytes) -> Callable[[Command, list[str]], None]:
+    """A command of one <noun> name: sends ``method``'s request with ``field`` = the name and
+    prints ``text % name``."""
+    def run(cmd: Command, args: list[str]) -> None:
+        from pyetcd.proto.etcdserverpb import rpc_pb2
+
+        name = one_name(args, noun, cmd.name)
+        ctx, resp = call(cmd, method, getattr(rpc_pb2, f"Auth{method}Request")(**{field: name}))
+        show(ctx, resp, text % name.encode())
+    return run
 
 
 def show(ctx: Context, resp, simple: bytes, fields: Optional[Sequence[str]] = ()) -> None:
