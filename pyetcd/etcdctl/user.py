@@ -56,6 +56,8 @@ def _new_user(cmd: Command, arg: str) -> tuple[str, str]:
         return arg, flags["new-user-password"]
     if ":" in arg:
         name, _, password = arg.partition(":")
+        if not name:
+            raise Exit(EXIT_BAD_ARGS, "empty user name is not allowed")
         return name, password
     return arg, read_new_password(cmd, arg)
 

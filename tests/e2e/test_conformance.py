@@ -63,8 +63,14 @@ CTL_FILES = ["01-kv-basic.txt", "02-put-del-options.txt", "03-txn.txt", "04-comp
              "18-compaction-watch-hashkv.txt", "08-auth.txt", "17-output-formats-more.txt"]
 
 
-@pytest.mark.parametrize("scenario", CTL_FILES)
+# pyetcd's own scenario files (tests/e2e/scenarios), run the same way
+LOCAL_CTL_FILES = ["auth-ctl-more.txt"]
+
+
+@pytest.mark.parametrize("scenario", CTL_FILES + LOCAL_CTL_FILES)
 def test_pyetcd_etcdctl_against_real_etcd(scenario, tmp_path):
     etcdctl = os.path.join(os.path.dirname(sys.executable), "etcdctl")
-    out = run_etcd_diff("--mode", "ctl", "--candidate-ctl", etcdctl, scenario_path(scenario, tmp_path))
+    path = (os.path.join(os.path.dirname(__file__), "scenarios", scenario) if scenario in LOCAL_CTL_FILES
+            else scenario_path(scenario, tmp_path))
+    out = run_etcd_diff("--mode", "ctl", "--candidate-ctl", etcdctl, path)
     assert out.strip().splitlines()[-1].endswith(" 0 failed"), out
