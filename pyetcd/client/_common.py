@@ -47,23 +47,41 @@ def to_bytes(value: Bytes) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
 
 
-def grpc_target(endpoint: str) -> tuple[str, bool]:
-    """'http://host:port', 'https://host:port' or 'host:port' -> ('host:port', uses TLS)."""
-    for scheme in ("http://", "https://"):
-        if endpoint.startswith(scheme):
-            return endpoint[len(scheme):], scheme == "https://"
-    return endpoint, False
+def grpc_target(endpoint: str) -> tuple[str, str]:
+    """'http://host:port', 'https://host:port' or 'host:port' -> ('host:port', scheme or '')."""
+    for scheme in ("http", "https"):
+        if endpoint.startswith(scheme + "://"):
+            return endpoint[len(scheme) + 3:], scheme
+    return endpoint, ""
 
 
 @dataclass
 class TLS:
-    """PEM bytes for TLS: CA bundle to verify the server, client certificate and key."""
+    """PEM bytes for TLS: CA bundle to verify the server (None: the system's), client certificate
+    and key; ``server_name``: the name to verify the server's certificate for (default: the
+    endpoint's host)."""
     ca_cert: Optional[bytes] = None
     cert: Optional[bytes] = None
     key: Optional[bytes] = None
+    server_name: str = ""
 
-    def credentials(self):
+    def credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(self.ca_cert, self.key, self.cert)
+
+
+def channel_security(endpoint: str, tls: Optional[TLS], dial_timeout: float
+                     ) -> tuple[str, Optional[grpc.ChannelCredentials], list[tuple[str, Union[str, int]]]]:
+    """Target, credentials (None: plaintext) and options of the channel to ``endpoint``, as the Go
+    client picks them: http:// is always plaintext, https:// always TLS (the system's CAs without
+    ``tls``), a bare host:port uses TLS when ``tls`` is given."""
+    target, scheme = grpc_target(endpoint)
+    options: list[tuple[str, Union[str, int]]] = list(channel_options(dial_timeout))
+    if scheme == "http" or (scheme == "" and tls is None):
+        return target, None, options
+    tls = tls or TLS()
+    if tls.server_name:
+        options.append(("grpc.ssl_target_name_override", tls.server_name))
+    return target, tls.credentials(), options
 
 
 AUTH_NOT_ENABLED = "etcdserver: authentication is not enabled"

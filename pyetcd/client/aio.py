@@ -9,12 +9,13 @@ import grpc
 import grpc.aio
 
 from pyetcd.client import _common as c
+from pyetcd.client.auth import AuthAPI
 from pyetcd.client.aio_watch import AsyncKeepAlive, AsyncWatch, keep_alive_once
 from pyetcd.client.watch_state import WatchCursor
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 
-class AsyncClient:
+class AsyncClient(AuthAPI):
     """asyncio twin of ``pyetcd.client.Client``; every KV method is a coroutine."""
 
     def __init__(self, endpoints: Union[str, Sequence[str]] = ("127.0.0.1:2379",),
@@ -34,12 +35,11 @@ class AsyncClient:
     def _channel(self, endpoint: str) -> grpc.aio.Channel:
         ch = self._channels.get(endpoint)
         if ch is None:
-            target, secure = c.grpc_target(endpoint)
-            if secure or self.tls:
-                creds = (self.tls or c.TLS()).credentials()
-                ch = grpc.aio.secure_channel(target, creds, options=c.channel_options(self.dial_timeout))
+            target, creds, options = c.channel_security(endpoint, self.tls, self.dial_timeout)
+            if creds is not None:
+                ch = grpc.aio.secure_channel(target, creds, options=options)
             else:
-                ch = grpc.aio.insecure_channel(target, options=c.channel_options(self.dial_timeout))
+                ch = grpc.aio.insecure_channel(target, options=options)
             self._channels[endpoint] = ch
         return ch
 

@@ -7,13 +7,14 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 import grpc
 
 from pyetcd.client import _common as c
+from pyetcd.client.auth import AuthAPI
 from pyetcd.client.lease import KeepAlive, keep_alive_once
 from pyetcd.client.watch import Watch, run_callback
 from pyetcd.client.watch_state import WatchCursor
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 
-class Client:
+class Client(AuthAPI):
     """etcd v3 client over grpcio.
 
     Endpoints are tried in order; on a connection failure the next one is used, round after
@@ -40,12 +41,11 @@ class Client:
     def _channel(self, endpoint: str) -> grpc.Channel:
         ch = self._channels.get(endpoint)
         if ch is None:
-            target, secure = c.grpc_target(endpoint)
-            if secure or self.tls:
-                creds = (self.tls or c.TLS()).credentials()
-                ch = grpc.secure_channel(target, creds, options=c.channel_options(self.dial_timeout))
+            target, creds, options = c.channel_security(endpoint, self.tls, self.dial_timeout)
+            if creds is not None:
+                ch = grpc.secure_channel(target, creds, options=options)
             else:
-                ch = grpc.insecure_channel(target, options=c.channel_options(self.dial_timeout))
+                ch = grpc.insecure_channel(target, options=options)
             self._channels[endpoint] = ch
         return ch
 

@@ -15,7 +15,7 @@ The items in the lists are endpoint, ID, version, db size, is leader, is learner
 ALARM_NAMES = {1: "NOSPACE", 2: "CORRUPT"}
 
 
-def _endpoints(ctx: Context) -> list[str]:
+def member_endpoints(ctx: Context) -> list[str]:
     """--endpoints, or with --cluster the client URLs of every member (MemberList, without auth)."""
     if not ctx.flags["cluster"]:
         return list(ctx.client.endpoints)
@@ -83,7 +83,7 @@ def run_health(cmd: Command, _args: list[str]) -> None:
         with lock:
             results.append(result)
 
-    threads = [threading.Thread(target=check, args=(ep,)) for ep in _endpoints(ctx)]
+    threads = [threading.Thread(target=check, args=(ep,)) for ep in member_endpoints(ctx)]
     for t in threads:
         t.start()
     for t in threads:
@@ -96,7 +96,7 @@ def run_health(cmd: Command, _args: list[str]) -> None:
 def _per_endpoint(ctx: Context, method: str, request, what: str) -> tuple[list[EndpointResult], Exit | None]:
     """One Maintenance call to each endpoint, each with its own command timeout; failures noted on stderr."""
     results, failure = [], None
-    for ep in _endpoints(ctx):
+    for ep in member_endpoints(ctx):
         try:
             resp = ctx.call(method, request, ctx.flags["command-timeout"], service="maintenance", endpoint=ep)
         except Exit as exc:

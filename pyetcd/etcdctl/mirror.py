@@ -7,7 +7,7 @@ import sys
 import threading
 
 from pyetcd.etcdctl.cobra import Command
-from pyetcd.etcdctl.runtime import EXIT_BAD_ARGS, EXIT_ERROR, Context, Exit
+from pyetcd.etcdctl.runtime import EXIT_BAD_ARGS, EXIT_ERROR, Context, Exit, tls_from_flags
 
 REPORT_INTERVAL = 30.0
 BATCH = 1000
@@ -41,15 +41,10 @@ def key_mapper(prefix: bytes, dest_prefix: bytes, no_dest_prefix: bool):
 
 
 def _dest_client(ctx: Context, dest: str):
-    from pyetcd.client import TLS, Client
+    from pyetcd.client import Client
 
     f = ctx.flags
-    files = {}
-    for name in ("dest-cacert", "dest-cert", "dest-key"):
-        if f[name]:
-            with open(f[name], "rb") as fh:
-                files[name] = fh.read()
-    tls = TLS(files.get("dest-cacert"), files.get("dest-cert"), files.get("dest-key")) if files else None
+    tls = tls_from_flags(f, "dest-")
     user, password = f["dest-user"], f["dest-password"]
     if user and not password:
         user, _, password = user.partition(":")

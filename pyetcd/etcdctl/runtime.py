@@ -125,9 +125,29 @@ def apply_env(cmd: Command) -> None:
                           **{"environment-variable": f"{key}={val}"}))
 
 
-def _prompt_password() -> str:
+def read_stdin_line() -> str:
+    """One line of stdin, read byte by byte (as Go does, so nothing past it is consumed)."""
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        ch = os.read(0, 1)
+        if not ch:
+            break
+        line += ch
+    return line.decode("utf-8", "surrogateescape")
+
+
+def connect_without_args(cmd: Command, args: list[str], message: str) -> "Context":
+    """The Context of a command that takes no arguments (``message``: etcdctl's error if given)."""
+    if args:
+        raise Exit(EXIT_BAD_ARGS, message)
+    ctx = Context(cmd)
+    ctx.connect()
+    return ctx
+
+
+def prompt_password(prompt: str = "Password: ") -> str:
     """etcdctl's password prompt: no echo on a terminal; else one line of stdin."""
-    sys.stdout.write("Password: ")
+    sys.stdout.write(prompt)
     sys.stdout.flush()
     if os.isatty(0):
         import getpass
@@ -136,15 +156,31 @@ def _prompt_password() -> str:
     else:
         # etcdctl runs stty on its stdin to turn echo off, which complains when it is no terminal
         err("stty: 'standard input': Inappropriate ioctl for device\n" * 2)
-        line = bytearray()
-        while not line.endswith(b"\n"):
-            ch = os.read(0, 1)
-            if not ch:
-                break
-            line += ch
-        password = line.decode("utf-8", "surrogateescape").rstrip("\r\n")
+        password = read_stdin_line().rstrip("\r\n")
     sys.stdout.write("\n")
     return password
+
+
+def tls_from_flags(flags: FlagSet, prefix: str = ""):
+    """The client's TLS from --<prefix>cacert, --<prefix>cert, --<prefix>key (files read now) and
+    --<prefix>insecure-transport=false (TLS with the system's CAs); None: plaintext."""
+    from pyetcd.client import TLS
+
+    cert, key = flags[prefix + "cert"], flags[prefix + "key"]
+    if bool(cert) != bool(key):
+        raise Exit(EXIT_BAD_ARGS, f"KeyFile and CertFile must both be present[key: {key}, cert: {cert}]")
+    files = {}
+    for name in ("cacert", "cert", "key"):
+        path = flags[prefix + name]
+        if path:
+            try:
+                with open(path, "rb") as f:
+                    files[name] = f.read()
+            except OSError as exc:
+                raise Exit(EXIT_BAD_ARGS, f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
+    if not files and flags[prefix + "insecure-transport"]:
+        return None
+    return TLS(files.get("cacert"), files.get("cert"), files.get("key"))
 
 
 class Context:
@@ -168,7 +204,7 @@ class Context:
         if user and not password:
             user, colon, password = user.partition(":")
             if not colon:
-                password = _prompt_password()
+                password = prompt_password()
         fmt = self.flags["write-out"]
         if fmt not in printer.FORMATS:
             raise Exit(EXIT_BAD_FEATURE, "unsupported output format")
@@ -181,18 +217,10 @@ class Context:
         return self.client
 
     def _tls(self):
-        from pyetcd.client import TLS
-
-        files = {}
-        for name in ("cacert", "cert", "key"):
-            path = self.flags[name]
-            if path:
-                try:
-                    with open(path, "rb") as f:
-                        files[name] = f.read()
-                except OSError as exc:
-                    raise Exit(EXIT_BAD_ARGS, f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
-        return TLS(files.get("cacert"), files.get("cert"), files.get("key")) if files else None
+        if self.flags["insecure-skip-tls-verify"]:
+            raise Exit(EXIT_BAD_ARGS, "--insecure-skip-tls-verify is not supported by pyetcd's etcdctl "
+                                      "(grpcio always verifies the server): give its CA with --cacert")
+        return tls_from_flags(self.flags)
 
     def call(self, method: str, request, timeout: float, service: str = "kv", endpoint: str | None = None):
         """One call (KV unless ``service`` says otherwise, to ``endpoint`` only if given); client log
