@@ -269,10 +269,15 @@ class H2Protocol(asyncio.Protocol):
             self._on_lost(self)
 
     def pause_writing(self) -> None:
+        # Stop reading too: a peer that sends PINGs or SETTINGS and never reads the ACKs would
+        # otherwise queue them in our write buffer without bound (grpc-go stops reading then too).
         self._paused = True
+        self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._paused = False
+        if not self._closed:
+            self.transport.resume_reading()
         for st in list(self._streams.values()):
             if st.waiter is not None and st.out_bytes <= SEND_LOW_WATER:
                 self._wake(st)

@@ -153,6 +153,16 @@ async def test_ping_is_acked_with_same_payload():
     assert (h2.PING, h2.ACK, 0, b"bdp-ping") in c.read()
 
 
+
+async def test_reading_pauses_while_writes_are_blocked():
+    """A PING (or SETTINGS) flood whose ACKs the peer never reads must not queue without bound."""
+    c = make_client(FakeKV())
+    c.proto.pause_writing()
+    assert not c.transport.reading
+    c.proto.resume_writing()
+    assert c.transport.reading
+
+
 @pytest.mark.parametrize("data, code", [
     (settings((4, 1 << 31)), h2.FLOW_CONTROL_ERROR),
     (settings((5, 100)), h2.PROTOCOL_ERROR),

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from embed_harness import FakeTransport, until
-from pyetcd.embed.http1 import BadRequest, Http1Protocol, HttpRequest, HttpResponse, parse_chunked, parse_head, split_target
+from pyetcd.embed.http1 import BadRequest, Http1Protocol, HttpRequest, HttpResponse, ChunkedBody, parse_head, split_target
 
 
 def test_parse_head_and_target():
@@ -20,13 +20,33 @@ def test_parse_head_and_target():
         parse_head(b"GARBAGE")
 
 
-def test_parse_chunked():
+def _chunked(data: bytes) -> tuple[bytes, bytes] | None:
+    """(body, what is left after it) when data holds the whole chunked body, else None."""
+    buf = bytearray(data)
+    decoder = ChunkedBody()
+    return (bytes(decoder.body), bytes(buf)) if decoder.feed(buf) else None
+
+
+def test_chunked_body():
     body = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\nTrailer: x\r\n\r\nNEXT"
-    assert parse_chunked(body) == (b"Wikipedia", len(body) - 4)
+    assert _chunked(body) == (b"Wikipedia", b"NEXT")
     for cut in range(len(body) - 4):
-        assert parse_chunked(body[:cut]) is None
-    with pytest.raises(BadRequest):
-        parse_chunked(b"zz\r\n")
+        assert _chunked(body[:cut]) is None
+    for bad in (b"zz\r\n", b"0x4\r\n", b"-4\r\n", b"\r\n", b"4\r\nWikiXX", b"1" * 5000):
+        with pytest.raises(BadRequest):
+            _chunked(bad)
+
+
+def test_chunked_body_fed_in_pieces_is_decoded_once():
+    """Byte by byte, each feed consumes what it can: a body of many tiny chunks costs linear time."""
+    data = b"1\r\nx\r\n" * 1000 + b"0\r\n\r\n"
+    decoder, buf = ChunkedBody(), bytearray()
+    done = False
+    for i in range(len(data)):
+        buf.append(data[i])
+        done = decoder.feed(buf)
+        assert len(buf) <= 7      # never more than one incomplete line or chunk is held back
+    assert done and decoder.body == b"x" * 1000 and not buf
 
 
 class Server:
@@ -145,3 +165,37 @@ async def test_shutdown_waits_for_response_in_progress():
     await until(lambda: s.transport.closed, "closed")
     out = s.transport.take()
     assert out.startswith(b"HTTP/1.1 204 No Content\r\n") and b"Content-Length" not in out
+
+
+async def test_reading_pauses_while_writes_are_blocked_or_pipelined_requests_pile_up():
+    """A client that sends and never reads is held in check: no unbounded buffers."""
+    gate = asyncio.Event()
+
+    async def slow(request):
+        await gate.wait()
+        return HttpResponse(200, [], b"ok")
+
+    s = Server(slow)
+    s.proto.data_received(b"GET /a HTTP/1.1\r\n\r\n")
+    await until(lambda: s.proto._task is not None, "request in progress")
+    s.proto.data_received(b"GET /b HTTP/1.1\r\n\r\n" * 100)      # a little pipelining is fine
+    assert s.transport.reading
+    s.proto.data_received(b"GET /c HTTP/1.1\r\n\r\n" * 60000)    # over MAX_HEAD behind a slow one: stop
+    assert not s.transport.reading
+    gate.set()
+    await until(lambda: s.transport.reading, "reading resumes once the backlog is served", turns=100000)
+    s.proto.pause_writing()
+    assert not s.transport.reading
+    s.proto.resume_writing()
+    assert s.transport.reading
+
+
+async def test_huge_head_sent_in_small_pieces_is_scanned_once():
+    s = Server()
+    piece = b"X-Long: " + b"a" * 1000 + b"\r\n"
+    s.proto.data_received(b"GET / HTTP/1.1\r\n")
+    for _ in range(200):
+        s.proto.data_received(piece)
+        assert s.proto._scanned >= len(s.proto._buf) - 3
+    s.proto.data_received(b"\r\n")
+    assert (await s.response()).startswith(b"HTTP/1.1 200 OK")
