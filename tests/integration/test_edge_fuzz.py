@@ -321,3 +321,22 @@ def test_chunked_body_of_tiny_chunks_keeps_the_member_responsive(member):
     assert answer.startswith(b"HTTP/1.1 "), answer[:80]
     conn.close()
     survived(member)
+
+
+def test_tls_client_hello_to_the_plain_port_is_closed_at_once(member):
+    """etcd's cmux closes what is neither HTTP/2 nor HTTP/1.x without answering; so do we (the
+    connection is not held open until the client gives up)."""
+    conn = Conn(member.client_port)
+    conn.send(_client_hello() + b"\n")      # a line that is no request line
+    assert conn.read_until(lambda d: False, timeout=5.0) == b"" and conn.eof
+    survived(member)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "HEAD"])
+@pytest.mark.parametrize("path", ["/health", "/version"])
+def test_http_endpoints_refuse_other_methods_as_etcd(member, method, path):
+    conn = Conn(member.client_port)
+    conn.send(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{{}}".encode())
+    answer = conn.read_until(lambda d: b"\r\n\r\n" in d)
+    conn.close()
+    assert answer.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n") and b"\r\nAllow: GET\r\n" in answer

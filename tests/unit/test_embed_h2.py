@@ -413,3 +413,66 @@ async def test_plain_http_over_h2_goes_to_the_http_handler():
     head = dict(next(p for t, f, s, p in frames if t == h2.HEADERS))
     assert "connection" not in head
     assert body_of(frames, 3) == b"ab" and seen[1].body == b"1234"
+
+
+@pytest.mark.parametrize("first_bytes, kind", [
+    (h2.PREFACE, "H2Protocol"),
+    (b"GET /health HTTP/1.1\r\n", "Http1Protocol"),
+    (b"GET /health HTTP/1.0\n", "Http1Protocol"),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)), None),   # a TLS ClientHello
+    (b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n", None),                              # a bad preface
+    (b"GET / HTTP/2.0\r\n", None),
+    (b"GARBAGE\r\n", None),
+    (b"x" * 4096, None),                                                      # no line within cmux's limit
+])
+async def test_sniffer_closes_what_is_neither_http2_nor_http1_as_cmux_does(first_bytes, kind):
+    from embed_harness import FakeTransport
+    from pyetcd.embed.serve import _Sniffer
+
+    server = ClientServer(GrpcDispatcher({}), http_handler=None)  # type: ignore[arg-type]
+    transport = FakeTransport()
+    sniffer = _Sniffer(server)
+    sniffer.connection_made(transport)
+    sniffer.data_received(first_bytes[:5])      # not enough to tell yet
+    assert not transport.closed and transport.protocol is None
+    for i in range(5, len(first_bytes)):
+        sniffer.data_received(first_bytes[i:i + 1])
+    if kind is None:
+        assert transport.closed and transport.take() == b""
+    else:
+        assert type(transport.protocol).__name__ == kind and not transport.closed
+
+
+async def test_method_names_are_split_at_the_last_slash_as_grpc_go_does():
+    c = make_client(FakeKV())
+    c.read()
+    c.send(c.unary(1, "nope", b"") + c.unary(3, "/a/b/c", b""))
+    frames = await response(c, 1, 3)
+    statuses = {s: status_of(p) for t, f, s, p in frames if t == h2.HEADERS}
+    assert statuses == {1: ("8", 'malformed method name: "nope"'), 3: ("12", "unknown service a/b")}
+
+
+@pytest.mark.parametrize("message, status", [
+    (struct.pack(">BI", 2, 3) + b"\x0a\x01a", ("13", "grpc: received unexpected payload format 2")),
+    (struct.pack(">BI", 1, 3) + b"\x0a\x01a", ("13", "grpc: compressed flag set with identity or empty encoding")),
+    (struct.pack(">BI", 1, 10) + b"\x0a\x01a", ("2", "unexpected EOF")),      # the length lies: the end comes first
+    (b"\0\0", ("2", "unexpected EOF")),
+    (grpc_message(range_req(b"a")) + grpc_message(b"\xff\xff"), ("0", None)),  # a second message is ignored
+])
+async def test_grpc_message_framing_errors_are_etcds(message, status):
+    """grpc-status and grpc-message as etcd 3.5.1 answers them (probed on the real binary)."""
+    c = make_client(FakeKV())
+    c.read()
+    c.send(c.headers_frame(1, request_headers(KV_RANGE)) + frame(h2.DATA, h2.END_STREAM, 1, message))
+    frames = await response(c, 1)
+    assert status_of([p for t, f, s, p in frames if t == h2.HEADERS][-1]) == status
+
+
+@pytest.mark.parametrize("ctype, grpc", [("application/grpc", True), ("application/grpc+proto", True),
+                                          ("application/grpc;x", True), ("application/grpcx", False)])
+def test_grpc_content_types_are_grpc_gos(ctype, grpc):
+    seen = []
+    server = ClientServer(GrpcDispatcher({}), http_handler=None)  # type: ignore[arg-type]
+    server._grpc.open_call = lambda *args: seen.append("grpc") or h2.NO_HANDLER
+    handler = server._open_stream(None, None, {}, {"content-type": ctype})  # type: ignore[arg-type]
+    assert bool(seen) == grpc and (grpc or type(handler).__name__ == "H2HttpExchange")

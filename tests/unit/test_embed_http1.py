@@ -20,6 +20,39 @@ def test_parse_head_and_target():
         parse_head(b"GARBAGE")
 
 
+# What etcd 3.5.1 (Go's net/http) answers, byte for byte, probed on the real binary.
+_GO_ERROR = b"\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+
+
+@pytest.mark.parametrize("request_bytes, answer", [
+    (b"GET /health HTTP/1.1\r\n\r\n", b"400 Bad Request: missing required Host header"),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n", b"400 Bad Request: invalid header name"),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", b"400 Bad Request"),
+    (b"G@T /health HTTP/1.1\r\nHost: x\r\n\r\n", b"400 Bad Request"),
+    (b"GET health HTTP/1.1\r\nHost: x\r\n\r\n", b"400 Bad Request"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", b"400 Bad Request"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", b"400 Bad Request"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * (1 << 20) + b"\r\n", b"431 Request Header Fields Too Large"),
+])
+async def test_refusals_are_go_net_http_answers(request_bytes, answer):
+    s = Server()
+    s.proto.data_received(request_bytes)
+    assert s.transport.take() == b"HTTP/1.1 " + answer + _GO_ERROR + answer
+    assert s.transport.closed
+
+
+async def test_unsupported_transfer_encoding_is_go_net_http_answer():
+    s = Server()
+    s.proto.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n")
+    assert s.transport.take() == b"HTTP/1.1 501 Not Implemented" + _GO_ERROR + b"Unsupported transfer encoding"
+
+
+async def test_bare_lf_line_endings_are_accepted_as_go_does():
+    s = Server()
+    s.proto.data_received(b"GET /health HTTP/1.1\nHost: x\n\n")
+    assert (await s.response()).startswith(b"HTTP/1.1 200 OK")
+
+
 def _chunked(data: bytes) -> tuple[bytes, bytes] | None:
     """(body, what is left after it) when data holds the whole chunked body, else None."""
     buf = bytearray(data)
@@ -73,7 +106,7 @@ async def test_keep_alive_requests_in_sequence():
     assert out.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"Content-Length: 4\r\n" in out and out.endswith(b"\r\n\r\ngot:")
     assert b"Date: " in out and not s.transport.closed
-    s.proto.data_received(b"POST /v3/kv/put HTTP/1.1\r\nContent-Length: 5\r\n\r\nab")
+    s.proto.data_received(b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")
     s.proto.data_received(b"cde")
     assert (await s.response()).endswith(b"got:abcde")
     assert [(r.method, r.path, r.body) for r in s.requests] == [("GET", "/health", b""), ("POST", "/v3/kv/put", b"abcde")]
@@ -81,7 +114,7 @@ async def test_keep_alive_requests_in_sequence():
 
 async def test_chunked_request_body_byte_by_byte():
     s = Server()
-    raw = b"POST /v2/keys/a?x=1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    raw = b"POST /v2/keys/a?x=1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
     for i in range(len(raw)):
         s.proto.data_received(raw[i:i + 1])
     assert (await s.response()).endswith(b"got:abcde")
@@ -90,14 +123,14 @@ async def test_chunked_request_body_byte_by_byte():
 
 async def test_expect_100_continue():
     s = Server()
-    s.proto.data_received(b"PUT /v2/keys/a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+    s.proto.data_received(b"PUT /v2/keys/a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
     assert s.transport.take() == b"HTTP/1.1 100 Continue\r\n\r\n"
     s.proto.data_received(b"hi")
     assert (await s.response()).endswith(b"got:hi")
 
 
 @pytest.mark.parametrize("request_bytes", [
-    b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     b"GET / HTTP/1.0\r\n\r\n",
 ])
 async def test_connection_close(request_bytes):
@@ -119,7 +152,7 @@ async def test_handler_exception_is_500():
     async def broken(request):
         raise ValueError("nope")
     s = Server(broken)
-    s.proto.data_received(b"GET / HTTP/1.1\r\n\r\n")
+    s.proto.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert (await s.response()).startswith(b"HTTP/1.1 500 Internal Server Error")
 
 
@@ -139,7 +172,7 @@ async def test_streaming_body_is_chunked_and_closed_on_disconnect():
     async def watch(request):
         return HttpResponse(200, [("Content-Type", "application/json")], chunks())
     s = Server(watch)
-    s.proto.data_received(b"POST /v3/watch HTTP/1.1\r\n\r\n")
+    s.proto.data_received(b"POST /v3/watch HTTP/1.1\r\nHost: x\r\n\r\n")
     await until(lambda: b"first" in s.transport.written, "first chunk")
     release.set()
     await until(lambda: b"second" in s.transport.written, "second chunk")
@@ -157,7 +190,7 @@ async def test_shutdown_waits_for_response_in_progress():
         await gate.wait()
         return HttpResponse(204, [], b"")
     s = Server(slow)
-    s.proto.data_received(b"GET / HTTP/1.1\r\n\r\n")
+    s.proto.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     await until(lambda: s.proto._task is not None, "task")
     s.proto.shutdown()
     assert not s.transport.closed
@@ -176,11 +209,11 @@ async def test_reading_pauses_while_writes_are_blocked_or_pipelined_requests_pil
         return HttpResponse(200, [], b"ok")
 
     s = Server(slow)
-    s.proto.data_received(b"GET /a HTTP/1.1\r\n\r\n")
+    s.proto.data_received(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
     await until(lambda: s.proto._task is not None, "request in progress")
-    s.proto.data_received(b"GET /b HTTP/1.1\r\n\r\n" * 100)      # a little pipelining is fine
+    s.proto.data_received(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n" * 100)      # a little pipelining is fine
     assert s.transport.reading
-    s.proto.data_received(b"GET /c HTTP/1.1\r\n\r\n" * 60000)    # over MAX_HEAD behind a slow one: stop
+    s.proto.data_received(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n" * 60000)    # over MAX_HEAD behind a slow one: stop
     assert not s.transport.reading
     gate.set()
     await until(lambda: s.transport.reading, "reading resumes once the backlog is served", turns=100000)
@@ -193,7 +226,7 @@ async def test_reading_pauses_while_writes_are_blocked_or_pipelined_requests_pil
 async def test_huge_head_sent_in_small_pieces_is_scanned_once():
     s = Server()
     piece = b"X-Long: " + b"a" * 1000 + b"\r\n"
-    s.proto.data_received(b"GET / HTTP/1.1\r\n")
+    s.proto.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n")
     for _ in range(200):
         s.proto.data_received(piece)
         assert s.proto._scanned >= len(s.proto._buf) - 3
