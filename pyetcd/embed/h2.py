@@ -60,6 +60,7 @@ MAX_HEADER_BLOCK = 1 << 20          # HEADERS + CONTINUATION bytes we are willin
 MAX_HEADER_LIST = 16 << 20          # decoded size, as grpc-go's default
 SEND_LOW_WATER = 256 << 10          # a stream writer waits while more than this is queued
 _HCACHE_LIMIT = 256
+_HCACHE_MAX_BLOCK = 4096            # bigger blocks are not cached: 256 of 1 MiB each would hold 512 MiB
 _UNCACHED = object()
 
 _SERVER_SETTINGS = b"".join(_SETTING.pack(k, v) for k, v in ((0x4, STREAM_WINDOW),))
@@ -447,7 +448,7 @@ class H2Protocol(asyncio.Protocol):
             neutral = _table_neutral(block)
             if not neutral or len(self._hcache) >= _HCACHE_LIMIT:
                 self._hcache.clear()    # the dynamic table may have changed: cached blocks mean other things now
-            if neutral:
+            if neutral and len(block) <= _HCACHE_MAX_BLOCK:
                 self._hcache[block] = parsed
         if parsed is None:
             raise StreamError(sid, PROTOCOL_ERROR)

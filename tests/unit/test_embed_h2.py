@@ -476,3 +476,20 @@ def test_grpc_content_types_are_grpc_gos(ctype, grpc):
     server._grpc.open_call = lambda *args: seen.append("grpc") or h2.NO_HANDLER
     handler = server._open_stream(None, None, {}, {"content-type": ctype})  # type: ignore[arg-type]
     assert bool(seen) == grpc and (grpc or type(handler).__name__ == "H2HttpExchange")
+
+
+async def test_big_header_blocks_are_not_cached():
+    """The per-connection HPACK cache holds small blocks only: 256 distinct 1 MiB blocks would
+    otherwise stay in memory for the connection's life."""
+    c = make_client(FakeKV())
+    c.read()
+    base = request_headers(KV_RANGE)
+    small = h2.encode_headers(base)
+    big = h2.encode_headers([*base, ("x-pad", "a" * 100_000)])
+    c.send(frame(h2.HEADERS, h2.END_HEADERS | h2.END_STREAM, 1, small))
+    for i in range(8):
+        block = big[:-7] + b"%07d" % i
+        c.send(frame(h2.HEADERS, 0, 3 + 2 * i, block[:16000])
+               + b"".join(frame(h2.CONTINUATION, h2.END_HEADERS if j + 16000 >= len(block) else 0, 3 + 2 * i,
+                                block[j:j + 16000]) for j in range(16000, len(block), 16000)))
+    assert list(c.proto._hcache) == [small]
