@@ -493,3 +493,37 @@ async def test_big_header_blocks_are_not_cached():
                + b"".join(frame(h2.CONTINUATION, h2.END_HEADERS if j + 16000 >= len(block) else 0, 3 + 2 * i,
                                 block[j:j + 16000]) for j in range(16000, len(block), 16000)))
     assert list(c.proto._hcache) == [small]
+
+
+async def test_big_header_blocks_are_decoded_piece_by_piece_with_the_same_fields():
+    """hpack copies the block's rest for every literal: one call on a big block of tiny fields is
+    quadratic (a 700 KiB block held the member for over 10 s). Pieces cut at field boundaries
+    decode to exactly the fields of one call, and each piece is small."""
+    import hpack
+
+    encoder = hpack.Encoder()
+    fields = [(":method", "POST"), (":path", "/x")] + [(f"k{i % 300}", f"v{i}" * (i % 7)) for i in range(6000)]
+    block = b"\x3f\xe1\x1f" + encoder.encode(fields) + b"\x00\x01a\x01b" * 3000 + b"\xbe" * 2000
+    assert len(block) > 10 * h2._DECODE_PIECE
+    pieces = h2._pieces(block)
+    assert b"".join(pieces) == block and max(map(len, pieces)) < h2._DECODE_PIECE + 200
+    c = make_client(FakeKV())
+    assert c.proto._decode_block(block) == hpack.Decoder(max_header_list_size=h2.MAX_HEADER_LIST).decode(block)
+
+
+async def test_header_list_limit_counts_the_whole_block():
+    c = make_client(FakeKV())
+    c.read()
+    big = ("x-big", "a" * 3000)
+    block = hpack_add(big) + b"\xbe" * 6000     # 6000 x 3 KiB: over MAX_HEADER_LIST, every piece under it
+    c.send(frame(h2.HEADERS, h2.END_HEADERS, 1, block[:16000])
+           + b"".join(frame(h2.CONTINUATION, h2.END_HEADERS if j + 16000 >= len(block) else 0, 1, block[j:j + 16000])
+                      for j in range(16000, len(block), 16000)))
+    goaway = [p for t, f, s, p in c.read() if t == h2.GOAWAY]
+    assert goaway and struct.unpack_from(">II", goaway[0])[1] == h2.COMPRESSION_ERROR
+
+
+def hpack_add(field: tuple[str, str]) -> bytes:
+    """A literal with incremental indexing and a literal name (the field becomes dynamic entry 62)."""
+    name, value = (x.encode() for x in field)
+    return b"\x40" + h2.encode_int(len(name), 7) + name + h2.encode_int(len(value), 7) + value
