@@ -8,7 +8,7 @@ PROTOS := pyetcd/proto/mvccpb/kv.proto pyetcd/proto/authpb/auth.proto \
 	pyetcd/proto/etcdserverpb/rpc.proto pyetcd/proto/etcdserverpb/raft_internal.proto \
 	pyetcd/proto/raftpb/raft.proto
 
-.PHONY: run test venv ref proto bench bench-watch pypi-clients robustness clean
+.PHONY: run test venv ref proto bench bench-watch pypi-clients robustness fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ test: venv ref pypi-clients
 # Longer runs: a 3-member cluster under chaos (PYETCD_CHAOS_SECONDS, default 60).
 robustness: venv
 	$(PY) -m pytest -q -s -p no:cacheprovider tests/robustness
+
+# The client-port fuzz test with more examples than `make test` runs (PYETCD_FUZZ_EXAMPLES).
+FUZZ_EXAMPLES ?= 500
+fuzz: venv
+	PYETCD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/integration/test_edge_fuzz.py
 
 proto: venv
 	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. $(PROTOS)

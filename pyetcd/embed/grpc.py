@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import struct
 from dataclasses import dataclass
@@ -64,6 +65,11 @@ def percent_encode(message: str) -> str:
     return "".join(chr(b) if 0x20 <= b <= 0x7E and b != 0x25 else f"%{b:02X}" for b in message.encode("utf-8"))
 
 
+def go_quote(text: str) -> str:
+    """Go's %q of a string, as grpc-go formats method names (exact for printable ASCII)."""
+    return json.dumps(text)
+
+
 def status_block(code: int, message: str = "") -> bytes:
     fields = [("grpc-status", str(code))]
     if message:
@@ -99,20 +105,19 @@ class GrpcDispatcher:
         path = pseudo.get(":path", "")
         method = self.methods.get(path)
         if method is None:
-            conn.send_headers(st, RESPONSE_HEADERS + status_block(errors.UNIMPLEMENTED, self._unknown(path)), end_stream=True)
+            conn.send_headers(st, RESPONSE_HEADERS + status_block(*self._unknown(path)), end_stream=True)
             return NO_HANDLER
         ctx = CallContext(dict(fields), conn.peer, conn.peer_cert, path)
         return GrpcCall(conn, st, method, ctx, self.max_recv_msg_size)
 
-    def _unknown(self, path: str) -> str:
-        # grpc-go's wording (server.go handleStream)
-        parts = path[1:].split("/") if path.startswith("/") else []
-        if len(parts) != 2:
-            return f"malformed method name: {path!r}"
-        service, name = parts
+    def _unknown(self, path: str) -> tuple[int, str]:
+        # grpc-go's codes and wording (server.go handleStream): the method is what follows the last '/'
+        service, slash, name = (path[1:] if path.startswith("/") else path).rpartition("/")
+        if not slash:
+            return errors.RESOURCE_EXHAUSTED, f"malformed method name: {go_quote(path)}"
         if service not in self.services:
-            return f"unknown service {service}"
-        return f"unknown method {name} for service {service}"
+            return errors.UNIMPLEMENTED, f"unknown service {service}"
+        return errors.UNIMPLEMENTED, f"unknown method {name} for service {service}"
 
 
 class GrpcCall:
@@ -154,10 +159,11 @@ class GrpcCall:
             if n > self.max_size:
                 self._fail(errors.RESOURCE_EXHAUSTED, f"grpc: received message larger than max ({n} vs. {self.max_size})")
                 return
-            if flag:
-                self._fail(errors.INTERNAL, "grpc: compressed flag set with identity or empty encoding")
-                return
             if len(buf) < n + 5:
+                return
+            if flag:     # checked once the message is in, as grpc-go does
+                self._fail(errors.INTERNAL, "grpc: compressed flag set with identity or empty encoding" if flag == 1
+                           else f"grpc: received unexpected payload format {flag}")
                 return
             self._deliver(bytes(buf[5:n + 5]))
             del buf[:n + 5]
@@ -166,8 +172,8 @@ class GrpcCall:
         if self.failed:
             return
         self.ended = True
-        if self.buf:
-            self._fail(errors.INTERNAL, "grpc: request ended in the middle of a message")
+        if self.buf:     # what etcd's handler returns when grpc-go's RecvMsg meets the end
+            self._fail(errors.UNKNOWN, "unexpected EOF")
             return
         if self.method.kind == BIDI:
             self._wake()
@@ -191,8 +197,7 @@ class GrpcCall:
 
     def _deliver(self, raw: bytes) -> None:
         if self.method.kind != BIDI and self.requests:
-            self._fail(errors.INTERNAL, "grpc: expected one request message, got more")
-            return
+            return       # grpc-go reads a unary call's first message and ignores the rest
         self.requests.append(raw)
         if self.method.kind == BIDI:
             self._wake()

@@ -60,6 +60,8 @@ MAX_HEADER_BLOCK = 1 << 20          # HEADERS + CONTINUATION bytes we are willin
 MAX_HEADER_LIST = 16 << 20          # decoded size, as grpc-go's default
 SEND_LOW_WATER = 256 << 10          # a stream writer waits while more than this is queued
 _HCACHE_LIMIT = 256
+_DECODE_PIECE = 4096
+_HCACHE_MAX_BLOCK = 4096            # bigger blocks are not cached: 256 of 1 MiB each would hold 512 MiB
 _UNCACHED = object()
 
 _SERVER_SETTINGS = b"".join(_SETTING.pack(k, v) for k, v in ((0x4, STREAM_WINDOW),))
@@ -155,6 +157,23 @@ def _read_int(block: bytes, i: int, prefix_bits: int) -> tuple[int, int]:
     return value, i
 
 
+def _skip_field(block: bytes, i: int) -> tuple[int, bool]:
+    """Where the field representation at i ends, and whether it changes the dynamic table
+    (IndexError when the block ends first)."""
+    b = block[i]
+    if b & 0x80:                       # indexed field
+        return _read_int(block, i, 7)[1], False
+    if b & 0xE0 == 0x20:               # dynamic table size update
+        return _read_int(block, i, 5)[1], True
+    indexing = b & 0xC0 == 0x40        # literal with incremental indexing (else without / never indexed)
+    name_index, i = _read_int(block, i, 6 if indexing else 4)
+    if name_index == 0:
+        length, i = _read_int(block, i, 7)
+        i += length
+    length, i = _read_int(block, i, 7)
+    return i + length, indexing
+
+
 def _table_neutral(block: bytes) -> bool:
     """True when decoding the (well-formed) block leaves the dynamic table as it was.
 
@@ -163,19 +182,34 @@ def _table_neutral(block: bytes) -> bool:
     """
     i, n = 0, len(block)
     while i < n:
-        b = block[i]
-        if b & 0x80:                       # indexed field
-            i = _read_int(block, i, 7)[1]
-        elif b & 0xC0 == 0x40 or b & 0xE0 == 0x20:
-            return False                   # literal with incremental indexing, or table size update
-        else:                              # literal without indexing / never indexed
-            name_index, i = _read_int(block, i, 4)
-            if name_index == 0:
-                length, i = _read_int(block, i, 7)
-                i += length
-            length, i = _read_int(block, i, 7)
-            i += length
+        i, changes = _skip_field(block, i)
+        if changes:
+            return False
     return True
+
+
+def _pieces(block: bytes) -> list[bytes]:
+    """The block cut at field boundaries into pieces of about _DECODE_PIECE bytes.
+
+    hpack copies the rest of the block for every literal field it decodes, so one call on a
+    1 MiB block of tiny fields takes seconds (quadratic); decoding piece by piece with the same
+    decoder gives the same fields in linear time. A malformed tail stays one piece, for hpack
+    to refuse.
+    """
+    if len(block) <= _DECODE_PIECE:
+        return [block]
+    pieces = []
+    start = i = 0
+    try:
+        while i < len(block):
+            if i - start >= _DECODE_PIECE:
+                pieces.append(block[start:i])
+                start = i
+            i = _skip_field(block, i)[0]
+    except IndexError:
+        pass
+    pieces.append(block[start:])
+    return pieces
 
 
 def split_headers(headers: list[tuple[str, str]]) -> tuple[dict[str, str], dict[str, str]] | None:
@@ -269,10 +303,15 @@ class H2Protocol(asyncio.Protocol):
             self._on_lost(self)
 
     def pause_writing(self) -> None:
+        # Stop reading too: a peer that sends PINGs or SETTINGS and never reads the ACKs would
+        # otherwise queue them in our write buffer without bound (grpc-go stops reading then too).
         self._paused = True
+        self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._paused = False
+        if not self._closed:
+            self.transport.resume_reading()
         for st in list(self._streams.values()):
             if st.waiter is not None and st.out_bytes <= SEND_LOW_WATER:
                 self._wake(st)
@@ -435,18 +474,32 @@ class H2Protocol(asyncio.Protocol):
         parsed = self._hcache.get(block, _UNCACHED)
         if parsed is _UNCACHED:
             try:
-                headers = self._decoder.decode(block)
+                headers = self._decode_block(block)
             except hpack.HPACKError as e:
                 raise ConnectionError_(COMPRESSION_ERROR, str(e)) from None
             parsed = split_headers(headers)
             neutral = _table_neutral(block)
             if not neutral or len(self._hcache) >= _HCACHE_LIMIT:
                 self._hcache.clear()    # the dynamic table may have changed: cached blocks mean other things now
-            if neutral:
+            if neutral and len(block) <= _HCACHE_MAX_BLOCK:
                 self._hcache[block] = parsed
         if parsed is None:
             raise StreamError(sid, PROTOCOL_ERROR)
         return parsed
+
+    def _decode_block(self, block: bytes) -> list[tuple[str, str]]:
+        decoder = self._decoder
+        headers: list[tuple[str, str]] = []
+        budget = MAX_HEADER_LIST           # for the whole block, as one decode call would count it
+        try:
+            for piece in _pieces(block):
+                decoder.max_header_list_size = budget
+                fields = decoder.decode(piece)
+                budget -= sum(32 + len(name) + len(value) for name, value in fields)
+                headers += fields
+        finally:
+            decoder.max_header_list_size = MAX_HEADER_LIST
+        return headers
 
     def _headers_complete(self, sid: int, end_stream: int, block: bytes) -> None:
         st = self._streams.get(sid)

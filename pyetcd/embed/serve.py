@@ -19,13 +19,14 @@ from pyetcd.errors import EtcdError
 from .grpc import BIDI, SERVER_STREAM, UNARY, CallContext, GrpcDispatcher, GrpcMethod
 from .h2 import INTERNAL_ERROR, PREFACE, H2Protocol, Stream, StreamHandler, encode_headers
 from .http1 import (FRAMING_HEADERS, MAX_BODY, Http1Protocol, HttpHandler, HttpRequest, HttpResponse, call_handler,
-                    split_target)
+                    is_request_line, split_target)
 
 __all__ = ["CallContext", "ClientServer", "GrpcMethod", "HttpRequest", "HttpResponse", "serve", "unary_methods"]
 
 log = logging.getLogger("pyetcd.embed")
 
 GRACE_SECONDS = 2.0
+SNIFF_LIMIT = 4096        # bytes cmux reads looking for an HTTP/1 request line
 
 
 class H2HttpExchange:
@@ -103,7 +104,12 @@ class H2HttpExchange:
 
 
 class _Sniffer(asyncio.Protocol):
-    """Holds a new connection until its first bytes tell HTTP/2 from HTTP/1.1."""
+    """Holds a new connection until its first bytes tell HTTP/2 from HTTP/1.1, as etcd's cmux does.
+
+    The HTTP/2 client preface means HTTP/2; a first line that parses as an HTTP/1.x request line
+    (within 4096 bytes) means HTTP/1.1; anything else (TLS to a plain port, random bytes) is closed
+    at once without an answer, as etcd closes it.
+    """
 
     def __init__(self, server: ClientServer) -> None:
         self._server = server
@@ -119,13 +125,23 @@ class _Sniffer(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buf = self._buf + data
         n = min(len(buf), len(PREFACE))
-        if buf[:n] != PREFACE[:n]:
-            proto: asyncio.Protocol = Http1Protocol(self._server._http_handler, self._server._lost)
-        elif n == len(PREFACE):
-            proto = H2Protocol(self._server._open_stream, self._server._lost)
+        if buf[:n] == PREFACE[:n]:
+            if n < len(PREFACE):
+                self._buf = buf
+                return
+            proto: asyncio.Protocol = H2Protocol(self._server._open_stream, self._server._lost)
         else:
-            self._buf = buf
-            return
+            eol = buf.find(b"\n", 0, SNIFF_LIMIT)
+            if eol < 0:
+                if len(buf) >= SNIFF_LIMIT:
+                    self.transport.close()
+                else:
+                    self._buf = buf
+                return
+            if not is_request_line(buf[:eol]):
+                self.transport.close()
+                return
+            proto = Http1Protocol(self._server._http_handler, self._server._lost)
         self._server._conns.discard(self)
         self._server._conns.add(proto)
         self.transport.set_protocol(proto)
@@ -157,7 +173,8 @@ class ClientServer:
         self.port = 0
 
     def _open_stream(self, conn: H2Protocol, st: Stream, pseudo: dict[str, str], fields: dict[str, str]) -> StreamHandler:
-        if fields.get("content-type", "").startswith("application/grpc"):
+        ctype = fields.get("content-type", "")
+        if ctype.startswith("application/grpc") and (len(ctype) == 16 or ctype[16] in "+;"):   # as grpc-go
             return self._grpc.open_call(conn, st, pseudo, fields)
         return H2HttpExchange(conn, st, pseudo, fields, self._http_handler)
 

@@ -11,10 +11,13 @@ _JSON = [("Content-Type", "application/json")]
 _TEXT = [("Content-Type", "text/plain; charset=utf-8")]
 # The cluster version a 3.5 member reports once the cluster has decided it.
 CLUSTER_VERSION = "3.5.0"
+_GET_ONLY = frozenset({"/version", "/health"})      # etcd answers other methods 405 (/metrics takes any)
 
 
 def make_handler(server: EtcdServer):
     async def handle(req: HttpRequest) -> HttpResponse:
+        if req.method != "GET" and req.path in _GET_ONLY:
+            return HttpResponse(405, [("Allow", "GET"), *_TEXT], b"Method Not Allowed\n")
         if req.path == "/version":
             body = {"etcdserver": ETCD_VERSION, "etcdcluster": CLUSTER_VERSION}
             return HttpResponse(200, _JSON, json.dumps(body, separators=(",", ":")).encode())

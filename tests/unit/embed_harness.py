@@ -19,6 +19,7 @@ class FakeTransport(asyncio.Transport):
         self.closed = False
         self.aborted = False
         self.protocol: Any = None
+        self.reading = True
         self._ssl = ssl
 
     def write(self, data: Any) -> None:
@@ -29,6 +30,12 @@ class FakeTransport(asyncio.Transport):
 
     def abort(self) -> None:
         self.aborted = self.closed = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
 
     def is_closing(self) -> bool:
         return self.closed

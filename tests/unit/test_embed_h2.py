@@ -153,6 +153,16 @@ async def test_ping_is_acked_with_same_payload():
     assert (h2.PING, h2.ACK, 0, b"bdp-ping") in c.read()
 
 
+
+async def test_reading_pauses_while_writes_are_blocked():
+    """A PING (or SETTINGS) flood whose ACKs the peer never reads must not queue without bound."""
+    c = make_client(FakeKV())
+    c.proto.pause_writing()
+    assert not c.transport.reading
+    c.proto.resume_writing()
+    assert c.transport.reading
+
+
 @pytest.mark.parametrize("data, code", [
     (settings((4, 1 << 31)), h2.FLOW_CONTROL_ERROR),
     (settings((5, 100)), h2.PROTOCOL_ERROR),
@@ -403,3 +413,117 @@ async def test_plain_http_over_h2_goes_to_the_http_handler():
     head = dict(next(p for t, f, s, p in frames if t == h2.HEADERS))
     assert "connection" not in head
     assert body_of(frames, 3) == b"ab" and seen[1].body == b"1234"
+
+
+@pytest.mark.parametrize("first_bytes, kind", [
+    (h2.PREFACE, "H2Protocol"),
+    (b"GET /health HTTP/1.1\r\n", "Http1Protocol"),
+    (b"GET /health HTTP/1.0\n", "Http1Protocol"),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)), None),   # a TLS ClientHello
+    (b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n", None),                              # a bad preface
+    (b"GET / HTTP/2.0\r\n", None),
+    (b"GARBAGE\r\n", None),
+    (b"x" * 4096, None),                                                      # no line within cmux's limit
+])
+async def test_sniffer_closes_what_is_neither_http2_nor_http1_as_cmux_does(first_bytes, kind):
+    from embed_harness import FakeTransport
+    from pyetcd.embed.serve import _Sniffer
+
+    server = ClientServer(GrpcDispatcher({}), http_handler=None)  # type: ignore[arg-type]
+    transport = FakeTransport()
+    sniffer = _Sniffer(server)
+    sniffer.connection_made(transport)
+    sniffer.data_received(first_bytes[:5])      # not enough to tell yet
+    assert not transport.closed and transport.protocol is None
+    for i in range(5, len(first_bytes)):
+        sniffer.data_received(first_bytes[i:i + 1])
+    if kind is None:
+        assert transport.closed and transport.take() == b""
+    else:
+        assert type(transport.protocol).__name__ == kind and not transport.closed
+
+
+async def test_method_names_are_split_at_the_last_slash_as_grpc_go_does():
+    c = make_client(FakeKV())
+    c.read()
+    c.send(c.unary(1, "nope", b"") + c.unary(3, "/a/b/c", b""))
+    frames = await response(c, 1, 3)
+    statuses = {s: status_of(p) for t, f, s, p in frames if t == h2.HEADERS}
+    assert statuses == {1: ("8", 'malformed method name: "nope"'), 3: ("12", "unknown service a/b")}
+
+
+@pytest.mark.parametrize("message, status", [
+    (struct.pack(">BI", 2, 3) + b"\x0a\x01a", ("13", "grpc: received unexpected payload format 2")),
+    (struct.pack(">BI", 1, 3) + b"\x0a\x01a", ("13", "grpc: compressed flag set with identity or empty encoding")),
+    (struct.pack(">BI", 1, 10) + b"\x0a\x01a", ("2", "unexpected EOF")),      # the length lies: the end comes first
+    (b"\0\0", ("2", "unexpected EOF")),
+    (grpc_message(range_req(b"a")) + grpc_message(b"\xff\xff"), ("0", None)),  # a second message is ignored
+])
+async def test_grpc_message_framing_errors_are_etcds(message, status):
+    """grpc-status and grpc-message as etcd 3.5.1 answers them (probed on the real binary)."""
+    c = make_client(FakeKV())
+    c.read()
+    c.send(c.headers_frame(1, request_headers(KV_RANGE)) + frame(h2.DATA, h2.END_STREAM, 1, message))
+    frames = await response(c, 1)
+    assert status_of([p for t, f, s, p in frames if t == h2.HEADERS][-1]) == status
+
+
+@pytest.mark.parametrize("ctype, grpc", [("application/grpc", True), ("application/grpc+proto", True),
+                                          ("application/grpc;x", True), ("application/grpcx", False)])
+def test_grpc_content_types_are_grpc_gos(ctype, grpc):
+    seen = []
+    server = ClientServer(GrpcDispatcher({}), http_handler=None)  # type: ignore[arg-type]
+    server._grpc.open_call = lambda *args: seen.append("grpc") or h2.NO_HANDLER
+    handler = server._open_stream(None, None, {}, {"content-type": ctype})  # type: ignore[arg-type]
+    assert bool(seen) == grpc and (grpc or type(handler).__name__ == "H2HttpExchange")
+
+
+async def test_big_header_blocks_are_not_cached():
+    """The per-connection HPACK cache holds small blocks only: 256 distinct 1 MiB blocks would
+    otherwise stay in memory for the connection's life."""
+    c = make_client(FakeKV())
+    c.read()
+    base = request_headers(KV_RANGE)
+    small = h2.encode_headers(base)
+    big = h2.encode_headers([*base, ("x-pad", "a" * 100_000)])
+    c.send(frame(h2.HEADERS, h2.END_HEADERS | h2.END_STREAM, 1, small))
+    for i in range(8):
+        block = big[:-7] + b"%07d" % i
+        c.send(frame(h2.HEADERS, 0, 3 + 2 * i, block[:16000])
+               + b"".join(frame(h2.CONTINUATION, h2.END_HEADERS if j + 16000 >= len(block) else 0, 3 + 2 * i,
+                                block[j:j + 16000]) for j in range(16000, len(block), 16000)))
+    assert list(c.proto._hcache) == [small]
+
+
+async def test_big_header_blocks_are_decoded_piece_by_piece_with_the_same_fields():
+    """hpack copies the block's rest for every literal: one call on a big block of tiny fields is
+    quadratic (a 700 KiB block held the member for over 10 s). Pieces cut at field boundaries
+    decode to exactly the fields of one call, and each piece is small."""
+    import hpack
+
+    encoder = hpack.Encoder()
+    fields = [(":method", "POST"), (":path", "/x")] + [(f"k{i % 300}", f"v{i}" * (i % 7)) for i in range(6000)]
+    block = b"\x3f\xe1\x1f" + encoder.encode(fields) + b"\x00\x01a\x01b" * 3000 + b"\xbe" * 2000
+    assert len(block) > 10 * h2._DECODE_PIECE
+    pieces = h2._pieces(block)
+    assert b"".join(pieces) == block and max(map(len, pieces)) < h2._DECODE_PIECE + 200
+    c = make_client(FakeKV())
+    assert c.proto._decode_block(block) == hpack.Decoder(max_header_list_size=h2.MAX_HEADER_LIST).decode(block)
+
+
+async def test_header_list_limit_counts_the_whole_block():
+    c = make_client(FakeKV())
+    c.read()
+    big = ("x-big", "a" * 3000)
+    block = hpack_add(big) + b"\xbe" * 6000     # 6000 x 3 KiB: over MAX_HEADER_LIST, every piece under it
+    c.send(frame(h2.HEADERS, h2.END_HEADERS, 1, block[:16000])
+           + b"".join(frame(h2.CONTINUATION, h2.END_HEADERS if j + 16000 >= len(block) else 0, 1, block[j:j + 16000])
+                      for j in range(16000, len(block), 16000)))
+    goaway = [p for t, f, s, p in c.read() if t == h2.GOAWAY]
+    assert goaway and struct.unpack_from(">II", goaway[0])[1] == h2.COMPRESSION_ERROR
+
+
+def hpack_add(field: tuple[str, str]) -> bytes:
+    """A literal with incremental indexing and a literal name (the field becomes dynamic entry 62)."""
+    name, value = (x.encode() for x in field)
+    return b"\x40" + h2.encode_int(len(name), 7) + name + h2.encode_int(len(value), 7) + value

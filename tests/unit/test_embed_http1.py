@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from embed_harness import FakeTransport, until
-from pyetcd.embed.http1 import BadRequest, Http1Protocol, HttpRequest, HttpResponse, parse_chunked, parse_head, split_target
+from pyetcd.embed.http1 import BadRequest, Http1Protocol, HttpRequest, HttpResponse, ChunkedBody, parse_head, split_target
 
 
 def test_parse_head_and_target():
@@ -20,13 +20,66 @@ def test_parse_head_and_target():
         parse_head(b"GARBAGE")
 
 
-def test_parse_chunked():
+# What etcd 3.5.1 (Go's net/http) answers, byte for byte, probed on the real binary.
+_GO_ERROR = b"\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+
+
+@pytest.mark.parametrize("request_bytes, answer", [
+    (b"GET /health HTTP/1.1\r\n\r\n", b"400 Bad Request: missing required Host header"),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n", b"400 Bad Request: invalid header name"),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", b"400 Bad Request"),
+    (b"G@T /health HTTP/1.1\r\nHost: x\r\n\r\n", b"400 Bad Request"),
+    (b"GET health HTTP/1.1\r\nHost: x\r\n\r\n", b"400 Bad Request"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", b"400 Bad Request"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", b"400 Bad Request"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * (1 << 20) + b"\r\n", b"431 Request Header Fields Too Large"),
+])
+async def test_refusals_are_go_net_http_answers(request_bytes, answer):
+    s = Server()
+    s.proto.data_received(request_bytes)
+    assert s.transport.take() == b"HTTP/1.1 " + answer + _GO_ERROR + answer
+    assert s.transport.closed
+
+
+async def test_unsupported_transfer_encoding_is_go_net_http_answer():
+    s = Server()
+    s.proto.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n")
+    assert s.transport.take() == b"HTTP/1.1 501 Not Implemented" + _GO_ERROR + b"Unsupported transfer encoding"
+
+
+async def test_bare_lf_line_endings_are_accepted_as_go_does():
+    s = Server()
+    s.proto.data_received(b"GET /health HTTP/1.1\nHost: x\n\n")
+    assert (await s.response()).startswith(b"HTTP/1.1 200 OK")
+
+
+def _chunked(data: bytes) -> tuple[bytes, bytes] | None:
+    """(body, what is left after it) when data holds the whole chunked body, else None."""
+    buf = bytearray(data)
+    decoder = ChunkedBody()
+    return (bytes(decoder.body), bytes(buf)) if decoder.feed(buf) else None
+
+
+def test_chunked_body():
     body = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\nTrailer: x\r\n\r\nNEXT"
-    assert parse_chunked(body) == (b"Wikipedia", len(body) - 4)
+    assert _chunked(body) == (b"Wikipedia", b"NEXT")
     for cut in range(len(body) - 4):
-        assert parse_chunked(body[:cut]) is None
-    with pytest.raises(BadRequest):
-        parse_chunked(b"zz\r\n")
+        assert _chunked(body[:cut]) is None
+    for bad in (b"zz\r\n", b"0x4\r\n", b"-4\r\n", b"\r\n", b"4\r\nWikiXX", b"1" * 5000):
+        with pytest.raises(BadRequest):
+            _chunked(bad)
+
+
+def test_chunked_body_fed_in_pieces_is_decoded_once():
+    """Byte by byte, each feed consumes what it can: a body of many tiny chunks costs linear time."""
+    data = b"1\r\nx\r\n" * 1000 + b"0\r\n\r\n"
+    decoder, buf = ChunkedBody(), bytearray()
+    done = False
+    for i in range(len(data)):
+        buf.append(data[i])
+        done = decoder.feed(buf)
+        assert len(buf) <= 7      # never more than one incomplete line or chunk is held back
+    assert done and decoder.body == b"x" * 1000 and not buf
 
 
 class Server:
@@ -53,7 +106,7 @@ async def test_keep_alive_requests_in_sequence():
     assert out.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"Content-Length: 4\r\n" in out and out.endswith(b"\r\n\r\ngot:")
     assert b"Date: " in out and not s.transport.closed
-    s.proto.data_received(b"POST /v3/kv/put HTTP/1.1\r\nContent-Length: 5\r\n\r\nab")
+    s.proto.data_received(b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")
     s.proto.data_received(b"cde")
     assert (await s.response()).endswith(b"got:abcde")
     assert [(r.method, r.path, r.body) for r in s.requests] == [("GET", "/health", b""), ("POST", "/v3/kv/put", b"abcde")]
@@ -61,7 +114,7 @@ async def test_keep_alive_requests_in_sequence():
 
 async def test_chunked_request_body_byte_by_byte():
     s = Server()
-    raw = b"POST /v2/keys/a?x=1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    raw = b"POST /v2/keys/a?x=1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
     for i in range(len(raw)):
         s.proto.data_received(raw[i:i + 1])
     assert (await s.response()).endswith(b"got:abcde")
@@ -70,14 +123,14 @@ async def test_chunked_request_body_byte_by_byte():
 
 async def test_expect_100_continue():
     s = Server()
-    s.proto.data_received(b"PUT /v2/keys/a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+    s.proto.data_received(b"PUT /v2/keys/a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
     assert s.transport.take() == b"HTTP/1.1 100 Continue\r\n\r\n"
     s.proto.data_received(b"hi")
     assert (await s.response()).endswith(b"got:hi")
 
 
 @pytest.mark.parametrize("request_bytes", [
-    b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     b"GET / HTTP/1.0\r\n\r\n",
 ])
 async def test_connection_close(request_bytes):
@@ -99,7 +152,7 @@ async def test_handler_exception_is_500():
     async def broken(request):
         raise ValueError("nope")
     s = Server(broken)
-    s.proto.data_received(b"GET / HTTP/1.1\r\n\r\n")
+    s.proto.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert (await s.response()).startswith(b"HTTP/1.1 500 Internal Server Error")
 
 
@@ -119,7 +172,7 @@ async def test_streaming_body_is_chunked_and_closed_on_disconnect():
     async def watch(request):
         return HttpResponse(200, [("Content-Type", "application/json")], chunks())
     s = Server(watch)
-    s.proto.data_received(b"POST /v3/watch HTTP/1.1\r\n\r\n")
+    s.proto.data_received(b"POST /v3/watch HTTP/1.1\r\nHost: x\r\n\r\n")
     await until(lambda: b"first" in s.transport.written, "first chunk")
     release.set()
     await until(lambda: b"second" in s.transport.written, "second chunk")
@@ -137,7 +190,7 @@ async def test_shutdown_waits_for_response_in_progress():
         await gate.wait()
         return HttpResponse(204, [], b"")
     s = Server(slow)
-    s.proto.data_received(b"GET / HTTP/1.1\r\n\r\n")
+    s.proto.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     await until(lambda: s.proto._task is not None, "task")
     s.proto.shutdown()
     assert not s.transport.closed
@@ -145,3 +198,37 @@ async def test_shutdown_waits_for_response_in_progress():
     await until(lambda: s.transport.closed, "closed")
     out = s.transport.take()
     assert out.startswith(b"HTTP/1.1 204 No Content\r\n") and b"Content-Length" not in out
+
+
+async def test_reading_pauses_while_writes_are_blocked_or_pipelined_requests_pile_up():
+    """A client that sends and never reads is held in check: no unbounded buffers."""
+    gate = asyncio.Event()
+
+    async def slow(request):
+        await gate.wait()
+        return HttpResponse(200, [], b"ok")
+
+    s = Server(slow)
+    s.proto.data_received(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    await until(lambda: s.proto._task is not None, "request in progress")
+    s.proto.data_received(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n" * 100)      # a little pipelining is fine
+    assert s.transport.reading
+    s.proto.data_received(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n" * 60000)    # over MAX_HEAD behind a slow one: stop
+    assert not s.transport.reading
+    gate.set()
+    await until(lambda: s.transport.reading, "reading resumes once the backlog is served", turns=100000)
+    s.proto.pause_writing()
+    assert not s.transport.reading
+    s.proto.resume_writing()
+    assert s.transport.reading
+
+
+async def test_huge_head_sent_in_small_pieces_is_scanned_once():
+    s = Server()
+    piece = b"X-Long: " + b"a" * 1000 + b"\r\n"
+    s.proto.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    for _ in range(200):
+        s.proto.data_received(piece)
+        assert s.proto._scanned >= len(s.proto._buf) - 3
+    s.proto.data_received(b"\r\n")
+    assert (await s.response()).startswith(b"HTTP/1.1 200 OK")
