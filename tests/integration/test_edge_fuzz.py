@@ -165,6 +165,10 @@ def _answered(conn: Conn, sid: int) -> list[tuple[str, str]] | None:
     return stream_answer(data, sid)
 
 
+# A client that lets the member send as much as it likes: a Snapshot streams the whole database.
+OPEN_WINDOWS = PREFACE + settings_frame((4, 0x7FFFFFFF)) + frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 0x7FFFFFFF - 65535))
+
+
 def _call_is_answered(conn: Conn, path: str) -> None:
     """A call in OPEN_CALLS may stay open (etcd keeps it open too); any other call gets its
     grpc-status."""
@@ -186,7 +190,7 @@ def test_grpc_length_prefixes_that_lie(member, path, flag, lie, body, chunks):
         data += frame(DATA, 0, 1, message[i:i + step])
     data += frame(DATA, END_STREAM, 1)
     conn = Conn(member.client_port)
-    conn.send(PREFACE + settings_frame() + data)
+    conn.send(OPEN_WINDOWS + data)
     _call_is_answered(conn, path)
     conn.finish()
     survived(member)
@@ -197,7 +201,7 @@ def test_grpc_length_prefixes_that_lie(member, path, flag, lie, body, chunks):
 @given(body=st.binary(max_size=96))
 def test_protobuf_garbage_for_every_method(member, path, body):
     conn = Conn(member.client_port)
-    conn.send(PREFACE + settings_frame() + unary(1, path, body))
+    conn.send(OPEN_WINDOWS + unary(1, path, body))
     _call_is_answered(conn, path)
     conn.finish()
     survived(member)
