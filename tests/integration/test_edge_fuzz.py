@@ -37,9 +37,8 @@ FUZZ = settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline
 _CHANGES_MEMBER = {"MemberAdd", "MemberRemove", "MemberPromote", "Alarm", "AuthEnable", "Downgrade", "MoveLeader"}
 METHODS = sorted(f"/{s.full_name}/{m.name}" for s in rpc_pb2.DESCRIPTOR.services_by_name.values()
                  for m in s.methods if m.name not in _CHANGES_MEMBER)
-# calls that may stay open: streams of requests, and Snapshot's stream of the database, which
-# flow control holds once the window this attacker never reopens is full (etcd's too)
-OPEN_CALLS = {"/etcdserverpb.Watch/Watch", "/etcdserverpb.Lease/LeaseKeepAlive", "/etcdserverpb.Maintenance/Snapshot"}
+# calls that may stay open: streams of requests (etcd keeps them open too)
+OPEN_CALLS = {"/etcdserverpb.Watch/Watch", "/etcdserverpb.Lease/LeaseKeepAlive"}
 
 
 @pytest.fixture(scope="module")
