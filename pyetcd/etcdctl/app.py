@@ -19,7 +19,8 @@ def _not_built(cmd: Command, _args: list[str]) -> None:
 
 
 def build_root() -> Command:
-    from pyetcd.etcdctl import auth, endpoint, kv, lease, lock, maintenance, member, mirror, role, txn, user, watch
+    from pyetcd.etcdctl import (auth, endpoint, kv, lease, lock, maintenance, member, mirror, role, snapshot, txn, user,
+                                watch)
 
     root = Command("etcdctl", "A simple command line client for etcd3.", header=g.ROOT_HEADER)
     g.add_global_flags(root.persistent)
@@ -28,7 +29,7 @@ def build_root() -> Command:
              member.new_move_leader_command(), endpoint.new_endpoint_command(), watch.new_watch_command(),
              lease.new_lease_command(), lock.new_lock_command(), lock.new_elect_command(),
              mirror.new_mirror_command(), auth.new_auth_command(), user.new_user_command(), role.new_role_command(),
-             maintenance.new_alarm_command(), maintenance.new_defrag_command(),
+             maintenance.new_alarm_command(), maintenance.new_defrag_command(), snapshot.new_snapshot_command(),
              Command("version", "Prints the version of etcdctl", run=_version), help_command(root))
     # Commands etcdctl 3.5.1 has that pyetcd does not build yet: known, so lookup and help behave.
     for path, short in COMMANDS:

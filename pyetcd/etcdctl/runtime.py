@@ -15,6 +15,7 @@ EXIT_ERROR = 1
 EXIT_BAD_CONNECTION = 2
 EXIT_INVALID_INPUT = 3
 EXIT_BAD_FEATURE = 4
+EXIT_INTERRUPTED = 5
 EXIT_BAD_ARGS = 128
 
 
@@ -61,7 +62,7 @@ _CLIENT_CALLERS = {"get": ("get", "get", 64, True), "put": ("put", "put", 72, Tr
                    "move-leader": ("transferLeadership", "move_leader", 56, False)}
 
 
-def _zap_line(level: str, caller: str, msg: str, iso_ts: bool, logger: str = "", **fields) -> str:
+def zap_line(level: str, caller: str, msg: str, iso_ts: bool, logger: str = "", **fields) -> str:
     now = time.time()
     if iso_ts:
         t = time.localtime(now)
@@ -94,7 +95,7 @@ def _fatal_conflict(cmd: Command, key: str) -> None:
         "runtime.main", "\t/home/remote/sbatsche/.gvm/gos/go1.16.3/src/runtime/proc.go:225"])
     msg = ("conflicting environment variable is shadowed by corresponding command-line flag "
            "(either unset environment variable or disable flag))")
-    err(_zap_line("fatal", "flags/flag.go:85", msg, False, **{"environment-variable": key, "stacktrace": trace}))
+    err(zap_line("fatal", "flags/flag.go:85", msg, False, **{"environment-variable": key, "stacktrace": trace}))
     sys.stdout.flush()
     os._exit(1)
 
@@ -121,7 +122,7 @@ def apply_env(cmd: Command) -> None:
         if key in given:
             _fatal_conflict(cmd, key)
         if key not in used and key != "ETCDCTL_API":
-            err(_zap_line("warn", "flags/flag.go:93", "unrecognized environment variable", False,
+            err(zap_line("warn", "flags/flag.go:93", "unrecognized environment variable", False,
                           **{"environment-variable": f"{key}={val}"}))
 
 
@@ -259,9 +260,9 @@ class Context:
         target = "etcd-endpoints://0xc000322a80/" + client.endpoints[0].split("://", 1)[-1]
         fields = dict(target=target, attempt=0, error=status_text(exc, client))
         if client is self.client:
-            err(_zap_line("warn", "v3/retry_interceptor.go:62", "retrying of unary invoker failed", True, **fields))
+            err(zap_line("warn", "v3/retry_interceptor.go:62", "retrying of unary invoker failed", True, **fields))
         else:
-            err(_zap_line("warn", "v3/retry_interceptor.go:62", "retrying of unary invoker failed", False,
+            err(zap_line("warn", "v3/retry_interceptor.go:62", "retrying of unary invoker failed", False,
                           logger="client", **fields))
 
     def rpc_failed(self, exc) -> Exit:

@@ -11,9 +11,8 @@ from pyetcd.etcdctl import execcmd, gofmt
 from pyetcd.etcdctl.cobra import Command, err, out
 from pyetcd.etcdctl.flags import FlagError
 from pyetcd.etcdctl.printer import go_dumps, go_json, header_fields, write
-from pyetcd.etcdctl.runtime import EXIT_BAD_ARGS, EXIT_BAD_FEATURE, EXIT_INVALID_INPUT, Context, Exit
+from pyetcd.etcdctl.runtime import EXIT_BAD_ARGS, EXIT_BAD_FEATURE, EXIT_INTERRUPTED, EXIT_INVALID_INPUT, Context, Exit
 
-EXIT_INTERRUPTED = 5
 EVENT_TYPES = {0: "PUT", 1: "DELETE"}
 _print_lock = threading.Lock()  # interactive watches print from several threads
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import os
+import sys
 
 import grpc
 import lmdb
@@ -74,3 +76,41 @@ def test_an_abandoned_snapshot_stream_leaves_no_copy_behind(server):  # noqa: F8
         stream.cancel()
     wait_for(lambda: not copies(), 10, "the snapshot copy to be removed")
     assert len(snapshot_messages(server.endpoint)) >= 2  # and the member still serves snapshots
+
+
+PY_CTL = [sys.executable, "-m", "pyetcd.etcdctl"]
+
+
+def test_pyetcd_etcdctl_snapshot_save_writes_what_etcdctl_writes(server, tmp_path):  # noqa: F811
+    with grpc.insecure_channel(server.endpoint) as ch:
+        kv = rpc_pb2_grpc.KVStub(ch)
+        for i in range(4):
+            kv.Put(rpc_pb2.PutRequest(key=b"snap/%d" % i, value=VALUE), timeout=10)
+    saved = {}
+    for name, ctl in (("etcdctl", CTL), ("pyetcd", PY_CTL)):
+        path = str(tmp_path / f"{name}.db")
+        out = etcdctl(ctl, server.endpoint, "snapshot", "save", path)
+        assert (out.returncode, out.stdout) == (0, f"Snapshot saved at {path}\n"), out.stderr
+        assert [json.loads(line)["msg"] for line in out.stderr.splitlines()] == [
+            "created temporary db file", "opened snapshot stream; downloading", "fetching snapshot",
+            "completed snapshot read; closing", "fetched snapshot", "saved"]
+        assert os.stat(path).st_mode & 0o777 == 0o600 and not os.path.exists(path + ".part")
+        with open(path, "rb") as f:
+            saved[name] = f.read()
+    assert saved["pyetcd"] == saved["etcdctl"]
+
+
+def test_pyetcd_etcdctl_snapshot_save_refusals(server, tmp_path):  # noqa: F811
+    cases = [
+        ((), 128, "Error: snapshot save expects one argument\n"),
+        # a second --endpoints adds to the first, as pflag's string slices do
+        ((f"--endpoints={server.endpoint},127.0.0.1:1", str(tmp_path / "x.db")), 5,
+         "Error: snapshot must be requested to one selected node, not multiple "
+         f"[{server.endpoint} {server.endpoint} 127.0.0.1:1]\n"),
+        ((str(tmp_path / "no" / "x.db"),), 5,
+         f"Error: could not open {tmp_path}/no/x.db.part (open {tmp_path}/no/x.db.part: no such file or directory)\n"),
+    ]
+    for args, code, stderr in cases:
+        for ctl in (CTL, PY_CTL):
+            out = etcdctl(ctl, server.endpoint, "snapshot", "save", *args)
+            assert (out.returncode, out.stderr.splitlines()[-1] + "\n") == (code, stderr), (ctl, out.stderr)
