@@ -26,25 +26,50 @@ UNAUTHENTICATED = 16
 
 
 class EtcdError(Exception):
-    """An error with etcd's gRPC code and message."""
+    """An error with etcd's gRPC code and message.
 
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    Each of etcd's errors is a subclass named as etcd names it (``ErrCompacted``, ...), so
+    ``raise ErrCompacted`` and ``except ErrCompacted`` both work, on the server and in clients
+    (``from_status`` turns a code and message off the wire back into its class). Errors compare
+    equal by code and message, whether instance or class.
+    """
+
+    code: int = UNKNOWN
+    message: str = ""
+
+    def __init__(self, code: int | None = None, message: str | None = None) -> None:
+        if code is not None:
+            self.code = code
+        if message is not None:
+            self.message = message
+        super().__init__(self.message)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, EtcdError) and (self.code, self.message) == (other.code, other.message)
+        if isinstance(other, type) and issubclass(other, EtcdError) or isinstance(other, EtcdError):
+            return (self.code, self.message) == (other.code, other.message)
+        return NotImplemented
 
     def __hash__(self) -> int:
         return hash((self.code, self.message))
 
     def __repr__(self) -> str:
-        return f"EtcdError({self.code}, {self.message!r})"
+        return f"{type(self).__name__}({self.code}, {self.message!r})"
 
 
-def _e(code: int, message: str) -> EtcdError:
-    return EtcdError(code, message)
+_BY_STATUS: dict[tuple[int, str], type[EtcdError]] = {}
+
+
+def _e(code: int, message: str) -> type[EtcdError]:
+    cls = type("EtcdError", (EtcdError,), {"code": code, "message": message, "__module__": __name__,
+                                            "__doc__": message})
+    _BY_STATUS[(code, message)] = cls
+    return cls
+
+
+def from_status(code: int, message: str) -> EtcdError:
+    """The error a gRPC status stands for: etcd's own class when the message is one of etcd's."""
+    cls = _BY_STATUS.get((code, message))
+    return cls() if cls is not None else EtcdError(code, message)
 
 
 # KV / MVCC
@@ -117,3 +142,12 @@ class EtcdConnectionFailed(EtcdError):
 
 class EtcdDeadlineExceeded(EtcdConnectionFailed):
     """The call's deadline passed; the message is Go's ``context deadline exceeded``."""
+
+
+def _name_classes() -> None:
+    for name, value in globals().items():
+        if isinstance(value, type) and value.__name__ == "EtcdError" and value is not EtcdError:
+            value.__name__ = value.__qualname__ = name
+
+
+_name_classes()

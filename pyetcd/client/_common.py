@@ -6,7 +6,7 @@ from typing import Iterable, Optional, Sequence, Union
 
 import grpc
 
-from pyetcd.errors import EtcdConnectionFailed, EtcdDeadlineExceeded, EtcdError
+from pyetcd.errors import EtcdConnectionFailed, EtcdDeadlineExceeded, EtcdError, from_status
 from pyetcd.proto.etcdserverpb import rpc_pb2
 
 Bytes = Union[str, bytes]
@@ -180,7 +180,7 @@ def map_error(err: grpc.RpcError, last_connect_error: str = "") -> EtcdError:
         return exc
     if is_connection_error(err):
         return EtcdConnectionFailed(code.value[0], err.details() or "connection failed")
-    return EtcdError(code.value[0], err.details() or "")
+    return from_status(code.value[0], err.details() or "")
 
 
 def deadline_error(last_connect_error: str) -> EtcdDeadlineExceeded:

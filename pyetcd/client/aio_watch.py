@@ -16,9 +16,10 @@ import grpc
 import grpc.aio
 
 from pyetcd.client import _common as c
-from pyetcd.client.lease import lease_not_found, renew_interval
+from pyetcd.client.lease import renew_interval
 from pyetcd.client.watch import MAX_BACKOFF, is_stream_break
 from pyetcd.client.watch_state import REQUIRE_LEADER, WatchCursor, progress_request
+from pyetcd.errors import ErrLeaseNotFound
 from pyetcd.proto.etcdserverpb import rpc_pb2
 
 
@@ -175,5 +176,5 @@ async def keep_alive_once(client, lease_id: int, timeout: Optional[float] = None
     finally:
         call.cancel()
     if resp is grpc.aio.EOF or resp.TTL <= 0:
-        raise lease_not_found()
+        raise ErrLeaseNotFound
     return resp

@@ -21,6 +21,6 @@ async def call_unary(urls: list[str], service: str, method: str, request: Any, r
                 return await call(request, timeout=timeout)
             except grpc.aio.AioRpcError as e:
                 if e.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise errors.EtcdError(e.code().value[0], e.details() or "") from None
+                    raise errors.from_status(e.code().value[0], e.details() or "") from None
                 last = e
     raise errors.ErrNoLeader from last

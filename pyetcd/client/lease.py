@@ -17,10 +17,9 @@ import grpc
 
 from pyetcd.client import _common as c
 from pyetcd.client.watch import MAX_BACKOFF, is_stream_break
-from pyetcd.errors import NOT_FOUND, EtcdError
+from pyetcd.errors import ErrLeaseNotFound
 from pyetcd.proto.etcdserverpb import rpc_pb2
 
-LEASE_NOT_FOUND = "etcdserver: requested lease not found"
 
 
 def renew_interval(ttl: int) -> float:
@@ -119,9 +118,5 @@ def keep_alive_once(client, lease_id: int, timeout: Optional[float] = None) -> r
     finally:
         call.cancel()
     if resp.TTL <= 0:
-        raise lease_not_found()
+        raise ErrLeaseNotFound
     return resp
-
-
-def lease_not_found() -> EtcdError:
-    return EtcdError(NOT_FOUND, LEASE_NOT_FOUND)

@@ -84,7 +84,7 @@ class Compactor:
         finally:
             self._release(errors.ErrStopped)
 
-    def _release(self, error: errors.EtcdError | None) -> None:
+    def _release(self, error: type[errors.EtcdError] | None) -> None:
         """Wake every waiter: to check again (None), or to fail with ``error``."""
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:

@@ -372,7 +372,7 @@ class EtcdServer(LeaseMethods):
             if waiting is not None and not waiting[0].done():
                 waiting[0].set_exception(error)
 
-    def _dropped_error(self) -> errors.EtcdError:
+    def _dropped_error(self) -> type[errors.EtcdError]:
         return errors.ErrNoLeader if not self.raft.lead else errors.ErrTimeout
 
     async def after_advance(self) -> None:

@@ -101,7 +101,7 @@ class WatchStream:
         self._queued_events = 0
         self._queued_bytes = 0
         self._wakeup: asyncio.Future | None = None
-        self._error: errors.EtcdError | None = None
+        self._error: type[errors.EtcdError] | None = None
 
     # ---- the hub's Sink ------------------------------------------------------------------------
 
@@ -176,7 +176,7 @@ class WatchStream:
             self.service.hub.wake()
         return Framed(b"".join(out))
 
-    def fail(self, error: errors.EtcdError) -> None:
+    def fail(self, error: type[errors.EtcdError]) -> None:
         """End the stream with ``error`` once what is queued has gone out."""
         self._error = error
         self._wake()

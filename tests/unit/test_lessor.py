@@ -86,17 +86,17 @@ def test_grant_raises_a_short_ttl_to_the_minimum_and_refuses_duplicates_and_huge
     assert node.grant(8, 60).TTL == 60
     with pytest.raises(errors.EtcdError) as e:
         node.grant(7, 60)
-    assert e.value is errors.ErrLeaseExist
+    assert isinstance(e.value, errors.ErrLeaseExist)
     with pytest.raises(errors.EtcdError) as e:
         node.grant(9, MAX_LEASE_TTL + 1)
-    assert e.value is errors.ErrLeaseTTLTooLarge
+    assert isinstance(e.value, errors.ErrLeaseTTLTooLarge)
     assert sorted(node.lessor.leases) == [7, 8]
 
 
 def test_put_with_an_unknown_lease_fails(node):
     with pytest.raises(errors.EtcdError) as e:
         node.put(b"k", lease=5)
-    assert e.value is errors.ErrLeaseNotFound
+    assert isinstance(e.value, errors.ErrLeaseNotFound)
     with pytest.raises(errors.EtcdError):
         node.do(txn=P.TxnRequest(success=[P.RequestOp(request_put=P.PutRequest(key=b"k", lease=5))]))
 
@@ -132,7 +132,7 @@ def test_revoke_deletes_every_attached_key_in_one_revision(node):
     assert node.lessor.leases == {} and node.lessor.key_lease == {}
     with pytest.raises(errors.EtcdError) as e:
         node.do(lease_revoke=P.LeaseRevokeRequest(ID=1))
-    assert e.value is errors.ErrLeaseNotFound
+    assert isinstance(e.value, errors.ErrLeaseNotFound)
 
 
 def test_a_restart_rebuilds_leases_attachments_and_checkpoints_from_the_backend(node):

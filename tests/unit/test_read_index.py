@@ -95,6 +95,6 @@ async def test_the_wait_for_the_local_apply_has_a_deadline(tmp_path):
         reads.on_read_states([ReadState(7, raft.sent[0])])  # this member never gets to index 7
         with pytest.raises(errors.EtcdError) as failure:
             await asyncio.wait_for(barrier, 5)
-        assert failure.value is errors.ErrTimeout
+        assert isinstance(failure.value, errors.ErrTimeout)
     finally:
         task.cancel()
