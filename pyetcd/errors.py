@@ -36,6 +36,7 @@ class EtcdError(Exception):
 
     code: int = UNKNOWN
     message: str = ""
+    during_auth = False  # set by the clients: the call failed while logging in
 
     def __init__(self, code: int | None = None, message: str | None = None) -> None:
         if code is not None:
@@ -142,6 +143,8 @@ class EtcdConnectionFailed(EtcdError):
 
 class EtcdDeadlineExceeded(EtcdConnectionFailed):
     """The call's deadline passed; the message is Go's ``context deadline exceeded``."""
+
+    connect_error = ""  # the endpoint of the last connection failure before it, if any
 
 
 def _name_classes() -> None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Optional, Protocol, Sequence, Union
 
 import grpc
 
@@ -99,7 +99,7 @@ def prefix_end(key: bytes) -> bytes:
     return b"\x00"
 
 
-def range_request(key: Bytes, range_end: Bytes = b"", **opts) -> rpc_pb2.RangeRequest:
+def range_request(key: Bytes, range_end: Bytes = b"", **opts: Any) -> rpc_pb2.RangeRequest:
     return rpc_pb2.RangeRequest(key=to_bytes(key), range_end=to_bytes(range_end), **opts)
 
 
@@ -113,21 +113,25 @@ def delete_request(key: Bytes, range_end: Bytes = b"", prev_kv: bool = False) ->
     return rpc_pb2.DeleteRangeRequest(key=to_bytes(key), range_end=to_bytes(range_end), prev_kv=prev_kv)
 
 
-def request_op(op) -> rpc_pb2.RequestOp:
+Op = Union[rpc_pb2.RangeRequest, rpc_pb2.PutRequest, rpc_pb2.DeleteRangeRequest, rpc_pb2.TxnRequest,
+           rpc_pb2.RequestOp]
+
+
+def request_op(op: Op) -> rpc_pb2.RequestOp:
     """Wrap a Range/Put/DeleteRange/Txn request (or pass a RequestOp through)."""
     if isinstance(op, rpc_pb2.RequestOp):
         return op
-    field = {
-        rpc_pb2.RangeRequest: "request_range",
-        rpc_pb2.PutRequest: "request_put",
-        rpc_pb2.DeleteRangeRequest: "request_delete_range",
-        rpc_pb2.TxnRequest: "request_txn",
-    }[type(op)]
-    return rpc_pb2.RequestOp(**{field: op})
+    if isinstance(op, rpc_pb2.RangeRequest):
+        return rpc_pb2.RequestOp(request_range=op)
+    if isinstance(op, rpc_pb2.PutRequest):
+        return rpc_pb2.RequestOp(request_put=op)
+    if isinstance(op, rpc_pb2.DeleteRangeRequest):
+        return rpc_pb2.RequestOp(request_delete_range=op)
+    return rpc_pb2.RequestOp(request_txn=op)
 
 
-def txn_request(compare: Iterable[rpc_pb2.Compare] = (), success: Iterable = (),
-                failure: Iterable = ()) -> rpc_pb2.TxnRequest:
+def txn_request(compare: Iterable[rpc_pb2.Compare] = (), success: Iterable[Op] = (),
+                failure: Iterable[Op] = ()) -> rpc_pb2.TxnRequest:
     return rpc_pb2.TxnRequest(compare=list(compare), success=[request_op(o) for o in success],
                               failure=[request_op(o) for o in failure])
 
@@ -155,7 +159,14 @@ def is_connection_error(err: grpc.RpcError) -> bool:
     return err.code() == grpc.StatusCode.UNAVAILABLE and not (err.details() or "").startswith("etcdserver:")
 
 
-def on_call_error(client, service: str, method: str, err: grpc.RpcError, endpoint: str,
+class CallState(Protocol):
+    """What a failed call reads and notes on its client."""
+    _token: Optional[str]
+    last_connect_error: str
+    last_connect_details: str
+
+
+def on_call_error(client: CallState, service: str, method: str, err: grpc.RpcError, endpoint: str,
                   retried_auth: bool) -> bool:
     """What a failed call does next (shared by the sync and asyncio clients): raise the mapped
     error, or return so the caller continues — with the next endpoint (a connection failure is

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union, cast
 
 import grpc
 import grpc.aio
+from google.protobuf.message import Message
 
 from pyetcd.client import _common as c
 from pyetcd.client.auth import AuthAPI
 from pyetcd.client.aio_watch import AsyncKeepAlive, AsyncWatch, keep_alive_once
 from pyetcd.client.watch_state import WatchCursor
+from pyetcd.errors import EtcdError
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 
@@ -24,7 +26,7 @@ class AsyncClient(AuthAPI):
         self.endpoints = c.normalize_endpoints(endpoints)
         self.user, self.password, self.tls = user, password, tls
         self._token: Optional[str] = None
-        self.auth_errors: list = []  # non-fatal Authenticate failures (auth not enabled)
+        self.auth_errors: list[EtcdError] = []  # non-fatal Authenticate failures (auth not enabled)
         self.dial_timeout = dial_timeout
         self.timeout = timeout
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -43,10 +45,10 @@ class AsyncClient(AuthAPI):
             self._channels[endpoint] = ch
         return ch
 
-    def _stub(self, endpoint: str, service: str):
+    def _stub(self, endpoint: str, service: str) -> Any:
         return getattr(rpc_pb2_grpc, c.STUBS[service])(self._channel(endpoint))
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         if name in c.STUBS:
             return self._stub(self.endpoints[self._current], name)
         raise AttributeError(name)
@@ -59,11 +61,11 @@ class AsyncClient(AuthAPI):
     async def __aenter__(self) -> "AsyncClient":
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def call(self, service: str, method: str, request, timeout: Optional[float] = None,
-                   endpoint: Optional[str] = None):
+    async def call(self, service: str, method: str, request: Message, timeout: Optional[float] = None,
+                   endpoint: Optional[str] = None) -> Any:
         """See ``Client.call``."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         backoff = 0.02
@@ -105,38 +107,40 @@ class AsyncClient(AuthAPI):
                 raise exc from None
             self.auth_errors.append(exc)
 
-    async def _stream_metadata(self, endpoint: str) -> tuple:
+    async def _stream_metadata(self, endpoint: str) -> tuple[tuple[str, str], ...]:
         """Metadata for a stream on ``endpoint``: the auth token (logging in first if needed)."""
         if self.user and self.password and self._token is None and not self.auth_errors:
             await self._authenticate(endpoint, time.monotonic() + self.timeout)
         return (("token", self._token),) if self._token else ()
 
     async def range(self, request: rpc_pb2.RangeRequest, timeout: Optional[float] = None) -> rpc_pb2.RangeResponse:
-        return await self.call("kv", "Range", request, timeout)
+        return cast(rpc_pb2.RangeResponse, await self.call("kv", "Range", request, timeout))
 
     async def get(self, key: c.Bytes, range_end: c.Bytes = b"", timeout: Optional[float] = None,
-                  **opts) -> rpc_pb2.RangeResponse:
+                  **opts: Any) -> rpc_pb2.RangeResponse:
         return await self.range(c.range_request(key, range_end, **opts), timeout)
 
     async def put(self, key: c.Bytes, value: c.Bytes = b"", lease: int = 0, prev_kv: bool = False,
                   ignore_value: bool = False, ignore_lease: bool = False,
                   timeout: Optional[float] = None) -> rpc_pb2.PutResponse:
         req = c.put_request(key, value, lease, prev_kv, ignore_value, ignore_lease)
-        return await self.call("kv", "Put", req, timeout)
+        return cast(rpc_pb2.PutResponse, await self.call("kv", "Put", req, timeout))
 
     async def delete(self, key: c.Bytes, range_end: c.Bytes = b"", prev_kv: bool = False,
                      timeout: Optional[float] = None) -> rpc_pb2.DeleteRangeResponse:
-        return await self.call("kv", "DeleteRange", c.delete_request(key, range_end, prev_kv), timeout)
+        return cast(rpc_pb2.DeleteRangeResponse,
+                    await self.call("kv", "DeleteRange", c.delete_request(key, range_end, prev_kv), timeout))
 
-    async def txn(self, request: Union[rpc_pb2.TxnRequest, None] = None, compare=(), success=(), failure=(),
+    async def txn(self, request: Union[rpc_pb2.TxnRequest, None] = None, compare: Iterable[rpc_pb2.Compare] = (),
+                  success: Iterable[c.Op] = (), failure: Iterable[c.Op] = (),
                   timeout: Optional[float] = None) -> rpc_pb2.TxnResponse:
         req = request if request is not None else c.txn_request(compare, success, failure)
-        return await self.call("kv", "Txn", req, timeout)
+        return cast(rpc_pb2.TxnResponse, await self.call("kv", "Txn", req, timeout))
 
     async def compact(self, revision: int, physical: bool = False,
                       timeout: Optional[float] = None) -> rpc_pb2.CompactionResponse:
         req = rpc_pb2.CompactionRequest(revision=revision, physical=physical)
-        return await self.call("kv", "Compact", req, timeout)
+        return cast(rpc_pb2.CompactionResponse, await self.call("kv", "Compact", req, timeout))
 
     # -- watch (see Client.watch) ---------------------------------------------------------------
     def watch(self, key: c.Bytes, range_end: c.Bytes = b"", prefix: bool = False, start_revision: int = 0,
@@ -148,8 +152,8 @@ class AsyncClient(AuthAPI):
         return AsyncWatch(self, WatchCursor(key, end, start_revision, prev_kv, filters, progress_notify),
                           require_leader)
 
-    def add_watch_callback(self, key: c.Bytes, callback: Callable, on_error: Optional[Callable] = None,
-                           **opts) -> AsyncWatch:
+    def add_watch_callback(self, key: c.Bytes, callback: Callable[[rpc_pb2.WatchResponse], None],
+                           on_error: Optional[Callable[[Exception], None]] = None, **opts: Any) -> AsyncWatch:
         """``watch(key, **opts)`` fed to ``callback(resp)`` by a task; errors go to ``on_error(exc)``."""
         watch = self.watch(key, **opts)
 
@@ -167,23 +171,27 @@ class AsyncClient(AuthAPI):
     # -- lease (see Client) --------------------------------------------------------------------
     async def lease_grant(self, ttl: int, lease_id: int = 0,
                           timeout: Optional[float] = None) -> rpc_pb2.LeaseGrantResponse:
-        return await self.call("lease", "LeaseGrant", rpc_pb2.LeaseGrantRequest(TTL=ttl, ID=lease_id), timeout)
+        return cast(rpc_pb2.LeaseGrantResponse,
+                    await self.call("lease", "LeaseGrant", rpc_pb2.LeaseGrantRequest(TTL=ttl, ID=lease_id), timeout))
 
     async def lease_revoke(self, lease_id: int, timeout: Optional[float] = None) -> rpc_pb2.LeaseRevokeResponse:
-        return await self.call("lease", "LeaseRevoke", rpc_pb2.LeaseRevokeRequest(ID=lease_id), timeout)
+        return cast(rpc_pb2.LeaseRevokeResponse,
+                    await self.call("lease", "LeaseRevoke", rpc_pb2.LeaseRevokeRequest(ID=lease_id), timeout))
 
     async def lease_time_to_live(self, lease_id: int, keys: bool = False,
                                  timeout: Optional[float] = None) -> rpc_pb2.LeaseTimeToLiveResponse:
         req = rpc_pb2.LeaseTimeToLiveRequest(ID=lease_id, keys=keys)
-        return await self.call("lease", "LeaseTimeToLive", req, timeout)
+        return cast(rpc_pb2.LeaseTimeToLiveResponse, await self.call("lease", "LeaseTimeToLive", req, timeout))
 
     async def leases(self, timeout: Optional[float] = None) -> rpc_pb2.LeaseLeasesResponse:
-        return await self.call("lease", "LeaseLeases", rpc_pb2.LeaseLeasesRequest(), timeout)
+        return cast(rpc_pb2.LeaseLeasesResponse,
+                    await self.call("lease", "LeaseLeases", rpc_pb2.LeaseLeasesRequest(), timeout))
 
     async def keep_alive_once(self, lease_id: int,
                               timeout: Optional[float] = None) -> rpc_pb2.LeaseKeepAliveResponse:
         return await keep_alive_once(self, lease_id, timeout)
 
-    def keep_alive(self, lease_id: int, on_response: Optional[Callable] = None) -> AsyncKeepAlive:
+    def keep_alive(self, lease_id: int,
+                   on_response: Optional[Callable[[rpc_pb2.LeaseKeepAliveResponse], None]] = None) -> AsyncKeepAlive:
         """Renew ``lease_id`` in a task until ``await stop()`` (``async with`` works too)."""
         return AsyncKeepAlive(self, lease_id, on_response)

@@ -9,7 +9,7 @@
 """
 from __future__ import annotations
 
-from typing import AsyncIterator, Optional
+from typing import TYPE_CHECKING, AsyncIterator, Optional
 
 from pyetcd.client._common import Bytes, prefix_end, to_bytes
 from pyetcd.client.concurrency import (DEFAULT_SESSION_TTL, claim_request, claim_result, leader_request,
@@ -18,14 +18,18 @@ from pyetcd.errors import EtcdError
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.proto.mvccpb import kv_pb2
 
+if TYPE_CHECKING:
+    from pyetcd.client.aio import AsyncClient
+    from pyetcd.client.aio_watch import AsyncKeepAlive
+
 
 class AsyncSession:
     """A lease renewed by a task until ``await close()`` revokes it. Create with ``await AsyncSession.open``
     or ``async with AsyncSession(client)``."""
 
-    def __init__(self, client, ttl: int = DEFAULT_SESSION_TTL, lease_id: int = 0) -> None:
+    def __init__(self, client: AsyncClient, ttl: int = DEFAULT_SESSION_TTL, lease_id: int = 0) -> None:
         self.client, self.ttl, self.lease_id = client, ttl, lease_id
-        self.keep_alive = None
+        self.keep_alive: Optional[AsyncKeepAlive] = None
 
     async def open(self) -> "AsyncSession":
         if not self.lease_id:
@@ -34,7 +38,8 @@ class AsyncSession:
         return self
 
     async def close(self) -> None:
-        await self.keep_alive.stop()
+        if self.keep_alive is not None:
+            await self.keep_alive.stop()
         try:
             await self.client.lease_revoke(self.lease_id)
         except EtcdError:
@@ -43,18 +48,18 @@ class AsyncSession:
     async def __aenter__(self) -> "AsyncSession":
         return await self.open()
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
 
-async def wait_delete(client, key: bytes, revision: int) -> None:
+async def wait_delete(client: AsyncClient, key: bytes, revision: int) -> None:
     async with client.watch(key, start_revision=revision + 1) as w:
         async for resp in w:
             if any(ev.type == kv_pb2.Event.DELETE for ev in resp.events):
                 return
 
 
-async def wait_deletes(client, prefix: bytes, max_create_revision: int) -> rpc_pb2.ResponseHeader:
+async def wait_deletes(client: AsyncClient, prefix: bytes, max_create_revision: int) -> rpc_pb2.ResponseHeader:
     while True:
         resp = await client.range(older_waiter_request(prefix, max_create_revision))
         if not resp.kvs:
@@ -89,7 +94,7 @@ class AsyncLock:
         await self.acquire()
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.release()
 
 
@@ -141,7 +146,7 @@ class AsyncElection:
                     for ev in wresp.events:
                         yield rpc_pb2.RangeResponse(header=wresp.header, kvs=[ev.kv], count=1)
 
-    async def _first_put(self, revision: int):
+    async def _first_put(self, revision: int) -> tuple[rpc_pb2.ResponseHeader, kv_pb2.KeyValue]:
         async with self.client.watch(self.prefix, prefix_end(self.prefix), start_revision=revision + 1) as w:
             async for resp in w:
                 for ev in resp.events:

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import grpc
 import grpc.aio
@@ -22,14 +22,18 @@ from pyetcd.client.watch_state import REQUIRE_LEADER, WatchCursor, progress_requ
 from pyetcd.errors import ErrLeaseNotFound
 from pyetcd.proto.etcdserverpb import rpc_pb2
 
+if TYPE_CHECKING:
+    from pyetcd.client.aio import AsyncClient
+
 
 class AsyncWatch:
     """Async iterator of ``WatchResponse``; resumes after reconnects (see ``pyetcd.client.watch``)."""
 
-    def __init__(self, client, cursor: WatchCursor, require_leader: bool = True) -> None:
+    def __init__(self, client: AsyncClient, cursor: WatchCursor, require_leader: bool = True) -> None:
         self._client, self._cursor, self._require_leader = client, cursor, require_leader
         self._closed = asyncio.Event()
-        self._call: Optional[grpc.aio.StreamStreamCall] = None
+        self._call: Any = None  # the open grpc.aio stream
+        self.task: Optional[asyncio.Future[None]] = None  # add_watch_callback's task
         self._endpoint = client._current
 
     @property
@@ -98,14 +102,14 @@ class AsyncWatch:
     async def __aenter__(self) -> "AsyncWatch":
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         self.cancel()
 
 
 class AsyncKeepAlive:
     """Renews ``lease_id`` in a task until ``stop()`` (or the lease is gone: ``expired``)."""
 
-    def __init__(self, client, lease_id: int,
+    def __init__(self, client: AsyncClient, lease_id: int,
                  on_response: Optional[Callable[[rpc_pb2.LeaseKeepAliveResponse], None]] = None) -> None:
         self._client, self.lease_id, self._on_response = client, lease_id, on_response
         self.expired = False
@@ -160,11 +164,11 @@ class AsyncKeepAlive:
     async def __aenter__(self) -> "AsyncKeepAlive":
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
 
-async def keep_alive_once(client, lease_id: int, timeout: Optional[float] = None) -> rpc_pb2.LeaseKeepAliveResponse:
+async def keep_alive_once(client: AsyncClient, lease_id: int, timeout: Optional[float] = None) -> rpc_pb2.LeaseKeepAliveResponse:
     ep = client.endpoints[client._current]
     call = client._stub(ep, "lease").LeaseKeepAlive(metadata=await client._stream_metadata(ep),
                                                     timeout=client.timeout if timeout is None else timeout)
@@ -177,4 +181,5 @@ async def keep_alive_once(client, lease_id: int, timeout: Optional[float] = None
         call.cancel()
     if resp is grpc.aio.EOF or resp.TTL <= 0:
         raise ErrLeaseNotFound
-    return resp
+    out: rpc_pb2.LeaseKeepAliveResponse = resp
+    return out

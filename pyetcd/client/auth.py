@@ -7,7 +7,9 @@ and message, e.g. ``etcdserver: role name not found``).
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union, cast
+
+from google.protobuf.message import Message
 
 from pyetcd.client._common import Bytes, prefix_end, to_bytes
 from pyetcd.proto.authpb import auth_pb2
@@ -20,7 +22,7 @@ PERM_TYPES = {"read": auth_pb2.Permission.READ, "write": auth_pb2.Permission.WRI
 def permission(perm_type: Union[str, int], key: Bytes, range_end: Bytes = b"", prefix: bool = False) -> auth_pb2.Permission:
     """A permission over ``key``, [key, range_end), or every key starting with ``key`` (``prefix``).
     ``perm_type``: "read", "write", "readwrite" (any case) or the enum value."""
-    kind = PERM_TYPES[perm_type.lower()] if isinstance(perm_type, str) else perm_type
+    kind = PERM_TYPES[perm_type.lower()] if isinstance(perm_type, str) else cast("auth_pb2.Permission.Type", perm_type)
     k = to_bytes(key)
     return auth_pb2.Permission(permType=kind, key=k, range_end=prefix_end(k) if prefix else to_bytes(range_end))
 
@@ -28,7 +30,9 @@ def permission(perm_type: Union[str, int], key: Bytes, range_end: Bytes = b"", p
 class AuthAPI:
     """Mixed into Client and AsyncClient, which provide ``call(service, method, request, timeout)``."""
 
-    def _auth(self, method: str, request, timeout: Optional[float]) -> Any:
+    call: Callable[..., Any]
+
+    def _auth(self, method: str, request: Message, timeout: Optional[float]) -> Any:
         return self.call("auth", method, request, timeout)
 
     def auth_enable(self, timeout: Optional[float] = None) -> Any:

@@ -14,12 +14,15 @@ to be deleted; the lowest create revision holds the lock / leads.
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 from pyetcd.client._common import Bytes, prefix_end, to_bytes, txn_request
 from pyetcd.errors import FAILED_PRECONDITION, EtcdError
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.proto.mvccpb import kv_pb2
+
+if TYPE_CHECKING:
+    from pyetcd.client.sync import Client
 
 DEFAULT_SESSION_TTL = 60
 ELECTION_NOT_LEADER = "election: not leader"
@@ -28,7 +31,7 @@ ELECTION_NOT_LEADER = "election: not leader"
 class Session:
     """A lease with ``ttl`` seconds, renewed in the background until ``close()`` revokes it."""
 
-    def __init__(self, client, ttl: int = DEFAULT_SESSION_TTL, lease_id: int = 0) -> None:
+    def __init__(self, client: Client, ttl: int = DEFAULT_SESSION_TTL, lease_id: int = 0) -> None:
         self.client = client
         self.lease_id = lease_id or client.lease_grant(ttl).ID
         self.keep_alive = client.keep_alive(self.lease_id)
@@ -48,7 +51,7 @@ class Session:
     def __enter__(self) -> "Session":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -70,7 +73,7 @@ def claim_result(resp: rpc_pb2.TxnResponse) -> tuple[int, rpc_pb2.ResponseHeader
     return kv.create_revision, resp.header, kv.value
 
 
-def claim(client, key: bytes, value: bytes, lease_id: int) -> tuple[int, rpc_pb2.ResponseHeader, Optional[bytes]]:
+def claim(client: Client, key: bytes, value: bytes, lease_id: int) -> tuple[int, rpc_pb2.ResponseHeader, Optional[bytes]]:
     return claim_result(client.txn(claim_request(key, value, lease_id)))
 
 
@@ -97,7 +100,7 @@ def not_leader() -> EtcdError:
     return EtcdError(FAILED_PRECONDITION, ELECTION_NOT_LEADER)
 
 
-def wait_delete(client, key: bytes, revision: int) -> None:
+def wait_delete(client: Client, key: bytes, revision: int) -> None:
     """Block until ``key`` is deleted at a revision after ``revision``."""
     with client.watch(key, start_revision=revision + 1) as w:
         for resp in w:
@@ -105,7 +108,7 @@ def wait_delete(client, key: bytes, revision: int) -> None:
                 return
 
 
-def wait_deletes(client, prefix: bytes, max_create_revision: int) -> rpc_pb2.ResponseHeader:
+def wait_deletes(client: Client, prefix: bytes, max_create_revision: int) -> rpc_pb2.ResponseHeader:
     """Wait until no key under ``prefix`` has a create revision at or below ``max_create_revision``."""
     while True:
         resp = client.range(older_waiter_request(prefix, max_create_revision))
@@ -139,7 +142,7 @@ class Lock:
         self.acquire()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 
@@ -188,7 +191,7 @@ class Election:
             yield rpc_pb2.RangeResponse(header=header, kvs=[kv], count=1)
             yield from self._follow(kv)
 
-    def _first_put(self, end: bytes, revision: int):
+    def _first_put(self, end: bytes, revision: int) -> tuple[rpc_pb2.ResponseHeader, kv_pb2.KeyValue]:
         with self.client.watch(self.prefix, end, start_revision=revision + 1) as w:
             for resp in w:
                 for ev in resp.events:
@@ -196,7 +199,7 @@ class Election:
                         return resp.header, ev.kv
         raise EtcdError(1, "watch ended")
 
-    def _follow(self, kv) -> Iterator[rpc_pb2.RangeResponse]:
+    def _follow(self, kv: kv_pb2.KeyValue) -> Iterator[rpc_pb2.RangeResponse]:
         with self.client.watch(kv.key, start_revision=kv.mod_revision + 1) as w:
             for resp in w:
                 for ev in resp.events:

@@ -4,11 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from pyetcd import errors
 
 
-async def call_unary(urls: list[str], service: str, method: str, request: Any, response_type: type,
+async def call_unary(urls: list[str], service: str, method: str, request: Message, response_type: type[Message],
                      *, timeout: float) -> Any:
     last: Exception | None = None
     for url in urls:

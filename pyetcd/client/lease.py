@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import grpc
 
@@ -20,6 +20,8 @@ from pyetcd.client.watch import MAX_BACKOFF, is_stream_break
 from pyetcd.errors import ErrLeaseNotFound
 from pyetcd.proto.etcdserverpb import rpc_pb2
 
+if TYPE_CHECKING:
+    from pyetcd.client.sync import Client
 
 
 def renew_interval(ttl: int) -> float:
@@ -30,7 +32,7 @@ def renew_interval(ttl: int) -> float:
 class KeepAlive:
     """Renews ``lease_id`` on a daemon thread until ``stop()`` (or the lease is gone)."""
 
-    def __init__(self, client, lease_id: int,
+    def __init__(self, client: Client, lease_id: int,
                  on_response: Optional[Callable[[rpc_pb2.LeaseKeepAliveResponse], None]] = None) -> None:
         self._client, self.lease_id, self._on_response = client, lease_id, on_response
         self._stop = threading.Event()
@@ -38,7 +40,7 @@ class KeepAlive:
         self.expired = False
         self.ttl = 0
         self.error: Optional[Exception] = None
-        self._call = None
+        self._call: Any = None  # grpc's response iterator of the open stream
         self._thread = threading.Thread(target=self._run, name="pyetcd-keepalive", daemon=True)
         self._thread.start()
 
@@ -64,7 +66,7 @@ class KeepAlive:
 
     def _renew_on(self, ep: str) -> bool:
         """Renew over one stream until it breaks (raises) or the work is over (True)."""
-        requests: queue.Queue = queue.Queue()
+        requests: queue.Queue[Optional[rpc_pb2.LeaseKeepAliveRequest]] = queue.Queue()
         call = self._client._stub(ep, "lease").LeaseKeepAlive(iter(requests.get, None),
                                                                metadata=self._client._stream_metadata(ep))
         self._call = call
@@ -101,11 +103,11 @@ class KeepAlive:
     def __enter__(self) -> "KeepAlive":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-def keep_alive_once(client, lease_id: int, timeout: Optional[float] = None) -> rpc_pb2.LeaseKeepAliveResponse:
+def keep_alive_once(client: Client, lease_id: int, timeout: Optional[float] = None) -> rpc_pb2.LeaseKeepAliveResponse:
     """Renew once; a lease that is gone raises EtcdError NotFound ('requested lease not found')."""
     ep = client.endpoints[client._current]
     call = client._stub(ep, "lease").LeaseKeepAlive(iter([rpc_pb2.LeaseKeepAliveRequest(ID=lease_id)]),
@@ -119,4 +121,5 @@ def keep_alive_once(client, lease_id: int, timeout: Optional[float] = None) -> r
         call.cancel()
     if resp.TTL <= 0:
         raise ErrLeaseNotFound
-    return resp
+    out: rpc_pb2.LeaseKeepAliveResponse = resp
+    return out

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union, cast
 
 import grpc
+from google.protobuf.message import Message
 
 from pyetcd.client import _common as c
 from pyetcd.client.auth import AuthAPI
 from pyetcd.client.lease import KeepAlive, keep_alive_once
 from pyetcd.client.watch import Watch, run_callback
 from pyetcd.client.watch_state import WatchCursor
+from pyetcd.errors import EtcdError
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 
@@ -29,7 +31,7 @@ class Client(AuthAPI):
         self.endpoints = c.normalize_endpoints(endpoints)
         self.user, self.password, self.tls = user, password, tls
         self._token: Optional[str] = None
-        self.auth_errors: list = []  # non-fatal Authenticate failures (auth not enabled)
+        self.auth_errors: list[EtcdError] = []  # non-fatal Authenticate failures (auth not enabled)
         self.dial_timeout = dial_timeout
         self.timeout = timeout
         self._channels: dict[str, grpc.Channel] = {}
@@ -49,7 +51,7 @@ class Client(AuthAPI):
             self._channels[endpoint] = ch
         return ch
 
-    def _stub(self, endpoint: str, service: str):
+    def _stub(self, endpoint: str, service: str) -> Any:
         return getattr(rpc_pb2_grpc, c.STUBS[service])(self._channel(endpoint))
 
     def snapshot(self, timeout: Optional[float] = None) -> Iterator[bytes]:
@@ -66,7 +68,7 @@ class Client(AuthAPI):
         except grpc.RpcError as err:
             raise c.map_error(err, self.last_connect_error) from None
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         if name in c.STUBS:
             return self._stub(self.endpoints[self._current], name)
         raise AttributeError(name)
@@ -79,11 +81,11 @@ class Client(AuthAPI):
     def __enter__(self) -> "Client":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def call(self, service: str, method: str, request, timeout: Optional[float] = None,
-             endpoint: Optional[str] = None):
+    def call(self, service: str, method: str, request: Message, timeout: Optional[float] = None,
+             endpoint: Optional[str] = None) -> Any:
         """Run one unary RPC with failover across the endpoints until the deadline.
 
         With ``endpoint`` the call goes to that member only (as the Go client's per-endpoint
@@ -129,7 +131,7 @@ class Client(AuthAPI):
                 raise exc from None
             self.auth_errors.append(exc)
 
-    def _stream_metadata(self, endpoint: str) -> tuple:
+    def _stream_metadata(self, endpoint: str) -> tuple[tuple[str, str], ...]:
         """Metadata for a stream on ``endpoint``: the auth token (logging in first if needed)."""
         if self.user and self.password and self._token is None and not self.auth_errors:
             self._authenticate(endpoint, time.monotonic() + self.timeout)
@@ -137,31 +139,33 @@ class Client(AuthAPI):
 
     # -- KV ---------------------------------------------------------------------------------
     def range(self, request: rpc_pb2.RangeRequest, timeout: Optional[float] = None) -> rpc_pb2.RangeResponse:
-        return self.call("kv", "Range", request, timeout)
+        return cast(rpc_pb2.RangeResponse, self.call("kv", "Range", request, timeout))
 
     def get(self, key: c.Bytes, range_end: c.Bytes = b"", timeout: Optional[float] = None,
-            **opts) -> rpc_pb2.RangeResponse:
+            **opts: Any) -> rpc_pb2.RangeResponse:
         return self.range(c.range_request(key, range_end, **opts), timeout)
 
     def put(self, key: c.Bytes, value: c.Bytes = b"", lease: int = 0, prev_kv: bool = False,
             ignore_value: bool = False, ignore_lease: bool = False,
             timeout: Optional[float] = None) -> rpc_pb2.PutResponse:
         req = c.put_request(key, value, lease, prev_kv, ignore_value, ignore_lease)
-        return self.call("kv", "Put", req, timeout)
+        return cast(rpc_pb2.PutResponse, self.call("kv", "Put", req, timeout))
 
     def delete(self, key: c.Bytes, range_end: c.Bytes = b"", prev_kv: bool = False,
                timeout: Optional[float] = None) -> rpc_pb2.DeleteRangeResponse:
-        return self.call("kv", "DeleteRange", c.delete_request(key, range_end, prev_kv), timeout)
+        return cast(rpc_pb2.DeleteRangeResponse,
+                    self.call("kv", "DeleteRange", c.delete_request(key, range_end, prev_kv), timeout))
 
-    def txn(self, request: Union[rpc_pb2.TxnRequest, None] = None, compare=(), success=(), failure=(),
+    def txn(self, request: Union[rpc_pb2.TxnRequest, None] = None, compare: Iterable[rpc_pb2.Compare] = (),
+            success: Iterable[c.Op] = (), failure: Iterable[c.Op] = (),
             timeout: Optional[float] = None) -> rpc_pb2.TxnResponse:
         req = request if request is not None else c.txn_request(compare, success, failure)
-        return self.call("kv", "Txn", req, timeout)
+        return cast(rpc_pb2.TxnResponse, self.call("kv", "Txn", req, timeout))
 
     def compact(self, revision: int, physical: bool = False,
                 timeout: Optional[float] = None) -> rpc_pb2.CompactionResponse:
         req = rpc_pb2.CompactionRequest(revision=revision, physical=physical)
-        return self.call("kv", "Compact", req, timeout)
+        return cast(rpc_pb2.CompactionResponse, self.call("kv", "Compact", req, timeout))
 
     # -- watch ------------------------------------------------------------------------------
     def watch(self, key: c.Bytes, range_end: c.Bytes = b"", prefix: bool = False, start_revision: int = 0,
@@ -175,8 +179,8 @@ class Client(AuthAPI):
         cursor = WatchCursor(key, end, start_revision, prev_kv, filters, progress_notify)
         return Watch(self, cursor, require_leader)
 
-    def add_watch_callback(self, key: c.Bytes, callback: Callable, on_error: Optional[Callable] = None,
-                           **opts) -> Watch:
+    def add_watch_callback(self, key: c.Bytes, callback: Callable[[rpc_pb2.WatchResponse], None],
+                           on_error: Optional[Callable[[Exception], None]] = None, **opts: Any) -> Watch:
         """``watch(key, **opts)`` delivered to ``callback(resp)`` on a background thread (errors to
         ``on_error(exc)``); ``cancel()`` the returned Watch to stop."""
         watch = self.watch(key, **opts)
@@ -185,24 +189,28 @@ class Client(AuthAPI):
 
     # -- lease ------------------------------------------------------------------------------
     def lease_grant(self, ttl: int, lease_id: int = 0, timeout: Optional[float] = None) -> rpc_pb2.LeaseGrantResponse:
-        return self.call("lease", "LeaseGrant", rpc_pb2.LeaseGrantRequest(TTL=ttl, ID=lease_id), timeout)
+        return cast(rpc_pb2.LeaseGrantResponse,
+                    self.call("lease", "LeaseGrant", rpc_pb2.LeaseGrantRequest(TTL=ttl, ID=lease_id), timeout))
 
     def lease_revoke(self, lease_id: int, timeout: Optional[float] = None) -> rpc_pb2.LeaseRevokeResponse:
-        return self.call("lease", "LeaseRevoke", rpc_pb2.LeaseRevokeRequest(ID=lease_id), timeout)
+        return cast(rpc_pb2.LeaseRevokeResponse,
+                    self.call("lease", "LeaseRevoke", rpc_pb2.LeaseRevokeRequest(ID=lease_id), timeout))
 
     def lease_time_to_live(self, lease_id: int, keys: bool = False,
                            timeout: Optional[float] = None) -> rpc_pb2.LeaseTimeToLiveResponse:
         """TTL left (-1: the lease is gone), granted TTL and, with ``keys``, the keys attached."""
         req = rpc_pb2.LeaseTimeToLiveRequest(ID=lease_id, keys=keys)
-        return self.call("lease", "LeaseTimeToLive", req, timeout)
+        return cast(rpc_pb2.LeaseTimeToLiveResponse, self.call("lease", "LeaseTimeToLive", req, timeout))
 
     def leases(self, timeout: Optional[float] = None) -> rpc_pb2.LeaseLeasesResponse:
-        return self.call("lease", "LeaseLeases", rpc_pb2.LeaseLeasesRequest(), timeout)
+        return cast(rpc_pb2.LeaseLeasesResponse,
+                    self.call("lease", "LeaseLeases", rpc_pb2.LeaseLeasesRequest(), timeout))
 
     def keep_alive_once(self, lease_id: int, timeout: Optional[float] = None) -> rpc_pb2.LeaseKeepAliveResponse:
         """Renew once; a lease that is gone raises EtcdError NotFound."""
         return keep_alive_once(self, lease_id, timeout)
 
-    def keep_alive(self, lease_id: int, on_response: Optional[Callable] = None) -> KeepAlive:
+    def keep_alive(self, lease_id: int, on_response: Optional[Callable[[rpc_pb2.LeaseKeepAliveResponse], None]] = None
+                   ) -> KeepAlive:
         """Renew ``lease_id`` on a background thread until ``stop()`` (a context manager too)."""
         return KeepAlive(self, lease_id, on_response)

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import grpc
 
 from pyetcd.client import _common as c
 from pyetcd.client.watch_state import REQUIRE_LEADER, WatchCursor, progress_request
 from pyetcd.proto.etcdserverpb import rpc_pb2
+
+if TYPE_CHECKING:
+    from pyetcd.client.sync import Client
 
 MAX_BACKOFF = 0.5
 
@@ -32,13 +35,13 @@ def is_stream_break(err: grpc.RpcError) -> bool:
 class Watch:
     """Iterator of ``WatchResponse`` (events and, if asked, progress notifications); see the module doc."""
 
-    def __init__(self, client, cursor: WatchCursor, require_leader: bool = True) -> None:
+    def __init__(self, client: Client, cursor: WatchCursor, require_leader: bool = True) -> None:
         self._client, self._cursor = client, cursor
         self._require_leader = require_leader
         self._closed = threading.Event()
         self._lock = threading.Lock()
-        self._call = None
-        self._requests: Optional[queue.Queue] = None
+        self._call: Any = None  # grpc's response iterator of the open stream
+        self._requests: Optional[queue.Queue[Optional[rpc_pb2.WatchRequest]]] = None
         self._endpoint = client._current
 
     @property
@@ -48,7 +51,7 @@ class Watch:
 
     def _open(self) -> None:
         ep = self._client.endpoints[self._endpoint % len(self._client.endpoints)]
-        requests: queue.Queue = queue.Queue()
+        requests: queue.Queue[Optional[rpc_pb2.WatchRequest]] = queue.Queue()
         requests.put(self._cursor.create_request())
         metadata = self._client._stream_metadata(ep) + ((REQUIRE_LEADER,) if self._require_leader else ())
         call = self._client._stub(ep, "watch").Watch(iter(requests.get, None), metadata=metadata)
@@ -112,7 +115,7 @@ class Watch:
     def __enter__(self) -> "Watch":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.cancel()
 
 
