@@ -103,6 +103,18 @@ def range_request(key: Bytes, range_end: Bytes = b"", **opts: Any) -> rpc_pb2.Ra
     return rpc_pb2.RangeRequest(key=to_bytes(key), range_end=to_bytes(range_end), **opts)
 
 
+def next_page(request: rpc_pb2.RangeRequest, resp: rpc_pb2.RangeResponse) -> Optional[rpc_pb2.RangeRequest]:
+    """The request for the page after ``resp`` (None: it was the last), at the first page's revision
+    so the pages are one consistent view, as the Go client's paginated lists are."""
+    if not resp.more or not resp.kvs:
+        return None
+    nxt = rpc_pb2.RangeRequest()
+    nxt.CopyFrom(request)
+    nxt.key = resp.kvs[-1].key + b"\x00"
+    nxt.revision = resp.header.revision
+    return nxt
+
+
 def put_request(key: Bytes, value: Bytes, lease: int = 0, prev_kv: bool = False,
                 ignore_value: bool = False, ignore_lease: bool = False) -> rpc_pb2.PutRequest:
     return rpc_pb2.PutRequest(key=to_bytes(key), value=to_bytes(value), lease=lease, prev_kv=prev_kv,

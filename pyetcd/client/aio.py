@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable, Iterable, Optional, Sequence, Union, cast
+from typing import Any, AsyncIterator, Callable, Iterable, Optional, Sequence, Union, cast
 
 import grpc
 import grpc.aio
@@ -12,12 +12,13 @@ from google.protobuf.message import Message
 from pyetcd.client import _common as c
 from pyetcd.client.auth import AuthAPI
 from pyetcd.client.aio_watch import AsyncKeepAlive, AsyncWatch, keep_alive_once
+from pyetcd.client.maintenance import ClusterMaintenanceAPI, SnapshotFile
 from pyetcd.client.watch_state import WatchCursor
 from pyetcd.errors import EtcdError
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 
-class AsyncClient(AuthAPI):
+class AsyncClient(AuthAPI, ClusterMaintenanceAPI):
     """asyncio twin of ``pyetcd.client.Client``; every KV method is a coroutine."""
 
     def __init__(self, endpoints: Union[str, Sequence[str]] = ("127.0.0.1:2379",),
@@ -47,6 +48,27 @@ class AsyncClient(AuthAPI):
 
     def _stub(self, endpoint: str, service: str) -> Any:
         return getattr(rpc_pb2_grpc, c.STUBS[service])(self._channel(endpoint))
+
+    async def snapshot(self, timeout: Optional[float] = None) -> AsyncIterator[bytes]:
+        """See ``Client.snapshot``."""
+        endpoint = self.endpoints[self._current]
+        metadata = await self._stream_metadata(endpoint)
+        replies = self._stub(endpoint, "maintenance").Snapshot(rpc_pb2.SnapshotRequest(), timeout=timeout,
+                                                               metadata=metadata or None)
+        try:
+            async for resp in replies:
+                yield resp.blob
+        except grpc.RpcError as err:
+            raise c.map_error(err, self.last_connect_error) from None
+
+    async def snapshot_save(self, path: str, timeout: Optional[float] = None) -> int:
+        """See ``Client.snapshot_save``."""
+        with SnapshotFile(path) as f:
+            async for blob in self.snapshot(timeout):
+                f.add(blob)
+            f.close()
+            f.commit()
+        return f.size
 
     def __getattr__(self, name: str) -> Any:
         if name in c.STUBS:
@@ -119,6 +141,18 @@ class AsyncClient(AuthAPI):
     async def get(self, key: c.Bytes, range_end: c.Bytes = b"", timeout: Optional[float] = None,
                   **opts: Any) -> rpc_pb2.RangeResponse:
         return await self.range(c.range_request(key, range_end, **opts), timeout)
+
+    async def get_pages(self, key: c.Bytes, range_end: c.Bytes = b"", prefix: bool = False,
+                        page_size: int = 1000, timeout: Optional[float] = None,
+                        **opts: Any) -> AsyncIterator[rpc_pb2.RangeResponse]:
+        """The range in pages of ``page_size`` keys, each a RangeResponse, following ``more`` to the
+        end; every page is read at the first page's revision."""
+        end = c.prefix_end(c.to_bytes(key)) if prefix else range_end
+        req: Optional[rpc_pb2.RangeRequest] = c.range_request(key, end, limit=page_size, **opts)
+        while req is not None:
+            resp = await self.range(req, timeout)
+            yield resp
+            req = c.next_page(req, resp)
 
     async def put(self, key: c.Bytes, value: c.Bytes = b"", lease: int = 0, prev_kv: bool = False,
                   ignore_value: bool = False, ignore_lease: bool = False,

@@ -10,13 +10,14 @@ from google.protobuf.message import Message
 from pyetcd.client import _common as c
 from pyetcd.client.auth import AuthAPI
 from pyetcd.client.lease import KeepAlive, keep_alive_once
+from pyetcd.client.maintenance import ClusterMaintenanceAPI, SnapshotFile
 from pyetcd.client.watch import Watch, run_callback
 from pyetcd.client.watch_state import WatchCursor
 from pyetcd.errors import EtcdError
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 
-class Client(AuthAPI):
+class Client(AuthAPI, ClusterMaintenanceAPI):
     """etcd v3 client over grpcio.
 
     Endpoints are tried in order; on a connection failure the next one is used, round after
@@ -57,16 +58,25 @@ class Client(AuthAPI):
     def snapshot(self, timeout: Optional[float] = None) -> Iterator[bytes]:
         """The current endpoint's database as Maintenance.Snapshot streams it: its blobs in
         order, the last one the SHA-256 of all before it (what etcdutl checks on restore)."""
-        if self.user and self.password and self._token is None and not self.auth_errors:
-            self._authenticate(self.endpoints[self._current], time.monotonic() + (timeout or self.timeout))
-        metadata = (("token", self._token),) if self._token else None
-        replies = self._stub(self.endpoints[self._current], "maintenance").Snapshot(
-            rpc_pb2.SnapshotRequest(), timeout=timeout, metadata=metadata)
+        endpoint = self.endpoints[self._current]
+        metadata = self._stream_metadata(endpoint)
+        replies = self._stub(endpoint, "maintenance").Snapshot(rpc_pb2.SnapshotRequest(), timeout=timeout,
+                                                               metadata=metadata or None)
         try:
             for resp in replies:
                 yield resp.blob
         except grpc.RpcError as err:
             raise c.map_error(err, self.last_connect_error) from None
+
+    def snapshot_save(self, path: str, timeout: Optional[float] = None) -> int:
+        """Save the current endpoint's database to ``path`` as ``etcdctl snapshot save`` does (see
+        ``SnapshotFile``); its size in bytes."""
+        with SnapshotFile(path) as f:
+            for blob in self.snapshot(timeout):
+                f.add(blob)
+            f.close()
+            f.commit()
+        return f.size
 
     def __getattr__(self, name: str) -> Any:
         if name in c.STUBS:
@@ -144,6 +154,17 @@ class Client(AuthAPI):
     def get(self, key: c.Bytes, range_end: c.Bytes = b"", timeout: Optional[float] = None,
             **opts: Any) -> rpc_pb2.RangeResponse:
         return self.range(c.range_request(key, range_end, **opts), timeout)
+
+    def get_pages(self, key: c.Bytes, range_end: c.Bytes = b"", prefix: bool = False, page_size: int = 1000,
+            timeout: Optional[float] = None, **opts: Any) -> Iterator[rpc_pb2.RangeResponse]:
+        """The range in pages of ``page_size`` keys, each a RangeResponse, following ``more`` to the
+        end; every page is read at the first page's revision."""
+        end = c.prefix_end(c.to_bytes(key)) if prefix else range_end
+        req: Optional[rpc_pb2.RangeRequest] = c.range_request(key, end, limit=page_size, **opts)
+        while req is not None:
+            resp = self.range(req, timeout)
+            yield resp
+            req = c.next_page(req, resp)
 
     def put(self, key: c.Bytes, value: c.Bytes = b"", lease: int = 0, prev_kv: bool = False,
             ignore_value: bool = False, ignore_lease: bool = False,

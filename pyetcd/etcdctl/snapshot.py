@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 
+from pyetcd.client.maintenance import SnapshotFile
 from pyetcd.etcdctl.cobra import Command, err, out
 from pyetcd.etcdctl.gofmt import humanize_bytes
 from pyetcd.etcdctl.runtime import EXIT_BAD_ARGS, EXIT_INTERRUPTED, GROUP_HEADER, Context, Exit, zap_line
@@ -39,30 +40,9 @@ def _since(start: float) -> str:
     return "1 minute ago" if minutes == 1 else f"{minutes} minutes ago"
 
 
-def _download(ctx: Context, fd: int, part: str, endpoint: str) -> int:
-    """The stream into the open .part file, fsynced; its size."""
+def run_save(cmd: Command, args: list[str]) -> None:
     from pyetcd.errors import EtcdError
 
-    size = 0
-    with os.fdopen(fd, "wb") as f:
-        try:
-            _log("snapshot/v3_snapshot.go:68", "created temporary db file", path=part)
-            ctx.connect()
-            blobs = ctx.client.snapshot()
-            _log("v3/maintenance.go:211", "opened snapshot stream; downloading", "client")
-            _log("snapshot/v3_snapshot.go:76", "fetching snapshot", endpoint=endpoint)
-            for blob in blobs:
-                f.write(blob)
-                size += len(blob)
-        except EtcdError as e:
-            raise Exit(EXIT_INTERRUPTED, e.message) from None
-        _log("v3/maintenance.go:219", "completed snapshot read; closing", "client")
-        f.flush()
-        os.fsync(f.fileno())
-    return size
-
-
-def run_save(cmd: Command, args: list[str]) -> None:
     if len(args) != 1:
         raise Exit(EXIT_BAD_ARGS, "snapshot save expects one argument")
     ctx = Context(cmd)
@@ -71,19 +51,27 @@ def run_save(cmd: Command, args: list[str]) -> None:
         raise Exit(EXIT_INTERRUPTED, f"snapshot must be requested to one selected node, not multiple "
                                      f"[{' '.join(endpoints)}]")
     path = args[0]
-    part = path + ".part"
     try:
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        f = SnapshotFile(path)
     except OSError as e:
+        part = path + ".part"
         raise Exit(EXIT_INTERRUPTED, f"could not open {part} (open {part}: {os.strerror(e.errno).lower()})") from None
     start = time.monotonic()
-    try:
-        size = _download(ctx, fd, part, endpoints[0])
-    except BaseException:
-        os.unlink(part)  # as etcdctl, which never leaves a .part behind
-        raise
-    _log("snapshot/v3_snapshot.go:91", "fetched snapshot", endpoint=endpoints[0], size=humanize_bytes(size),
-         took=_since(start))
-    os.rename(part, path)
+    with f:  # the .part file is removed unless it is renamed into place
+        _log("snapshot/v3_snapshot.go:68", "created temporary db file", path=f.part)
+        try:
+            ctx.connect()
+            blobs = ctx.client.snapshot()
+            _log("v3/maintenance.go:211", "opened snapshot stream; downloading", "client")
+            _log("snapshot/v3_snapshot.go:76", "fetching snapshot", endpoint=endpoints[0])
+            for blob in blobs:
+                f.add(blob)
+            _log("v3/maintenance.go:219", "completed snapshot read; closing", "client")
+            f.close()
+        except EtcdError as e:
+            raise Exit(EXIT_INTERRUPTED, e.message) from None
+        _log("snapshot/v3_snapshot.go:91", "fetched snapshot", endpoint=endpoints[0], size=humanize_bytes(f.size),
+             took=_since(start))
+        f.commit()
     _log("snapshot/v3_snapshot.go:100", "saved", path=path)
     out(f"Snapshot saved at {path}\n")
