@@ -176,6 +176,7 @@ class EtcdServer(LeaseMethods):
             self._tasks.append(loop.create_task(auto.run(), name="auto-compaction"))
 
     async def stop(self) -> None:
+        await self._transfer_leadership_on_stop()
         for task in [*self._tasks, *(t for t in (self._leaving, self._peer_lookup) if t is not None)]:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -728,15 +729,44 @@ class EtcdServer(LeaseMethods):
         if target is None or target.isLearner:
             raise errors.ErrBadLeaderTransferee
         if req.targetID != self.member_id:
-            self.raft.transfer_leader(req.targetID)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.request_timeout
-            try:
-                while self.raft.lead != req.targetID:
-                    await asyncio.wait_for(self._leader_changed.wait(), deadline - loop.time())
-            except asyncio.TimeoutError:
-                raise errors.ErrTimeoutLeaderTransfer from None
+            await self._transfer_leadership(req.targetID)
         return rpc_pb2.MoveLeaderResponse()  # etcd 3.5 answers MoveLeader without a header
+
+    async def _transfer_leadership(self, target: int) -> None:
+        self.raft.transfer_leader(target)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout
+        try:
+            while self.raft.lead != target:
+                await asyncio.wait_for(self._leader_changed.wait(), deadline - loop.time())
+        except asyncio.TimeoutError:
+            raise errors.ErrTimeoutLeaderTransfer from None
+
+    async def _transfer_leadership_on_stop(self) -> None:
+        """A leader that stops gracefully hands leadership to the voting member it has been
+        connected to longest, as etcd does: the others need not wait an election timeout for a
+        new leader, and writes forwarded meanwhile to the leaving one are not lost."""
+        if self.raft is None or self.transport is None or not self.is_leader:
+            return
+        peers = [m for m in self.membership.voters()
+                 if m != self.member_id and self.transport.active_since(m) is not None]
+        if not peers:
+            return
+        transferee = min(peers, key=lambda m: self.transport.active_since(m) or 0.0)
+        me = f"{self.member_id:x}"
+        log(logger, logging.INFO, "leadership transfer starting", **{
+            "local-member-id": me, "current-leader-member-id": me, "transferee-member-id": f"{transferee:x}"})
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await self._transfer_leadership(transferee)
+        except errors.ErrTimeoutLeaderTransfer:
+            log(logger, logging.WARNING, "leadership transfer failed", **{
+                "local-member-id": me, "error": errors.ErrTimeoutLeaderTransfer.message})
+            return
+        log(logger, logging.INFO, "leadership transfer finished", **{
+            "local-member-id": me, "old-leader-member-id": me, "new-leader-member-id": f"{transferee:x}",
+            "took": f"{(loop.time() - started) * 1000:.6f}ms"})
 
     # ---- cluster -------------------------------------------------------------------------------
 

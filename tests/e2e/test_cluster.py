@@ -149,3 +149,30 @@ def test_whole_cluster_restarts_with_its_data(three):
     with grpc.insecure_channel(three[2].endpoint) as ch:
         members = rpc_pb2_grpc.ClusterStub(ch).MemberList(rpc_pb2.MemberListRequest(), timeout=5).members
     assert sorted(m.name for m in members) == ["infra0", "infra1", "infra2"]
+
+
+@pytest.mark.parametrize("cmd", ["etcd-3.5.1", "pyetcd"])
+def test_a_leader_stopped_gracefully_hands_leadership_over(tmp_path, cmd):
+    """SIGTERM on the leader: before it goes it moves leadership to a follower (etcd's log lines), so
+    the others have a leader at once and a write on them needs no election timeout."""
+    if cmd == "etcd-3.5.1" and not have_ref():
+        pytest.skip("real etcd 3.5.1 binaries not installed (make ref)")
+    members = cluster([ref_bin("etcd")] if cmd == "etcd-3.5.1" else PYETCD, str(tmp_path), 3)
+    try:
+        start_all(members)
+        leader = leader_of(members)
+        leader_id = status(leader).header.member_id
+        leader.stop()
+        with open(leader.log_path) as f:
+            lines = [line for line in f if "leadership transfer" in line]
+        assert len(lines) == 2 and '"msg":"leadership transfer starting"' in lines[0], lines
+        assert '"msg":"leadership transfer finished"' in lines[1], lines
+        transferee = lines[0].split('"transferee-member-id":"')[1].split('"')[0]
+        rest = [m for m in members if m is not leader]
+        for m in rest:
+            assert f"{status(m).leader:x}" == transferee and status(m).leader != leader_id
+        kv(rest[0]).Put(rpc_pb2.PutRequest(key=b"after", value=b"stop"), timeout=5)
+        assert get(rest[1], b"after") == b"stop"
+    finally:
+        for m in members:
+            m.stop()
