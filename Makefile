@@ -13,7 +13,7 @@ PROTOS := pyetcd/proto/mvccpb/kv.proto pyetcd/proto/authpb/auth.proto \
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[server,test]'
 	touch $@
 
 venv: $(VENV)/.installed

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import signal
@@ -17,6 +18,15 @@ logger = logging.getLogger("pyetcd.etcdmain")
 # gRPC accepts this much above --max-request-bytes so that the server, not the transport,
 # answers an oversized request with etcd's own error (etcd does the same).
 GRPC_OVERHEAD_BYTES = 512 * 1024
+
+
+# what the server needs beyond the client's grpcio and protobuf (the `server` extra); YAML only
+# for --config-file
+SERVER_MODULES = ("lmdb", "hpack", "yaml")
+
+
+def missing_server_modules() -> list[str]:
+    return [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
 
 
 def usage() -> str:
@@ -49,6 +59,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     logutil.setup(cfg["log-level"])
     log(logger, logging.INFO, "Running: ", args=[sys.argv[0], *argv])
+    missing = missing_server_modules()
+    if missing:
+        log(logger, logging.CRITICAL, "the server needs pyetcd's server extra: pip install 'pyetcd[server]'",
+            missing=missing)
+        sys.exit(1)
     from pyetcd.storage.checkpoint import CheckpointError
     from pyetcd.wal import WALError
 
