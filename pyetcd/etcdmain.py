@@ -81,25 +81,32 @@ def main(argv: list[str] | None = None) -> None:
 
 
 async def run(cfg: ServerConfig) -> None:
-    from pyetcd.embed.serve import serve
+    from pyetcd.embed.serve import listen, serve
     from pyetcd.httpapi.handler import make_handler
     from pyetcd.server.etcdserver import EtcdServer
     from pyetcd.v3rpc import grpc_methods
 
+    sockets = []
+    try:
+        for url in cfg["listen-client-urls"]:
+            parts = urlsplit(url)
+            sockets.append((parts.hostname, listen(parts.hostname or "", 2379 if parts.port is None else parts.port)))
+    except OSError:
+        for _, sock in sockets:
+            sock.close()
+        raise
     server = EtcdServer(cfg)
     await server.start()
     methods = grpc_methods(server)
     http_handler = make_handler(server)
     listeners = []
     try:
-        for url in cfg["listen-client-urls"]:
-            parts = urlsplit(url)
-            listener = await serve(parts.hostname or "", parts.port or 2379, grpc_methods=methods,
-                                   http_handler=http_handler,
+        for hostname, sock in sockets:
+            listener = await serve(sock, grpc_methods=methods, http_handler=http_handler,
                                    max_recv_msg_size=cfg["max-request-bytes"] + GRPC_OVERHEAD_BYTES)
             listeners.append(listener)
             log(logger, logging.INFO, "serving client traffic insecurely; this is strongly discouraged!",
-                address=f"{parts.hostname}:{listener.port}")
+                address=f"{hostname}:{listener.port}")
         log(logger, logging.INFO, "ready to serve client requests")
         await _wait_for_signal(server)
         log(logger, logging.INFO, "closing etcd server", name=cfg.name,

@@ -5,6 +5,7 @@ Every server is stopped by its PID (the Popen object), never by name.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -51,10 +52,30 @@ def wait_for(predicate, timeout: float, what: str):
         time.sleep(0.02)
 
 
+_EPHEMERAL = tuple(int(n) for n in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port no one listens on, below the kernel's ephemeral range.
+
+    A port the kernel picks for bind(0) lies in the ephemeral range, where any outgoing connection
+    (a member dialing its peers) may take it before the server binds it; ports below the range are
+    only ever taken by a bind. Never the same port twice in one test process."""
+    rng = random.Random()
+    low, high = 20000, _EPHEMERAL[0] - 1
+    for _ in range(1000):
+        port = rng.randint(low, high)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {low}-{high}")
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from typing import Any, Awaitable, Callable
 
@@ -206,16 +207,37 @@ class ClientServer:
             self._abort_handle.cancel()
 
 
-async def serve(host: str, port: int, *, grpc_methods: dict[str, GrpcMethod],
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0 picks a free one).
+
+    Bound before the member dials its peers, as etcd opens its listeners before the server starts:
+    otherwise an outgoing connection's ephemeral port can take the client port first. Connections
+    wait in the backlog until serve() takes the socket."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        address = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        error = OSError(f"listen tcp {address}: bind: {(e.strerror or str(e)).lower()}")
+        error.errno = e.errno
+        raise error from None
+    return sock
+
+
+async def serve(sock: socket.socket, *, grpc_methods: dict[str, GrpcMethod],
                 http_handler: Callable[[HttpRequest], Awaitable[HttpResponse]],
                 ssl_context: ssl.SSLContext | None = None, max_recv_msg_size: int = 4 << 20) -> ClientServer:
-    """Listen on host:port (port 0 picks a free one) for gRPC and HTTP/1.1 clients."""
+    """Serve gRPC and HTTP/1.1 clients on a socket from listen()."""
     server = ClientServer(GrpcDispatcher(grpc_methods, max_recv_msg_size), http_handler)
     if ssl_context is not None:
         ssl_context.set_alpn_protocols(["h2", "http/1.1"])
     loop = asyncio.get_running_loop()
-    server._server = await loop.create_server(lambda: _Sniffer(server), host, port, ssl=ssl_context,
-                                              reuse_address=True, backlog=1024)
+    server._server = await loop.create_server(lambda: _Sniffer(server), sock=sock, ssl=ssl_context, backlog=1024)
     server.port = server._server.sockets[0].getsockname()[1]
     return server
 

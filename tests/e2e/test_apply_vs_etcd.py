@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,15 +23,9 @@ from pyetcd.storage.mvcc import KVStore
 grpc = pytest.importorskip("grpc")
 from pyetcd.proto.etcdserverpb import rpc_pb2_grpc  # noqa: E402
 
-from servers import REF_DIR  # noqa: E402
+from servers import REF_DIR, free_port  # noqa: E402
 MAX_TXN_OPS = 128
 P = rpc_pb2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RefEtcd:
@@ -42,7 +35,7 @@ class RefEtcd:
         if not os.access(os.path.join(REF_DIR, "etcd"), os.X_OK):
             pytest.skip("real etcd binary not available")
         self.dir = tempfile.mkdtemp(prefix="refetcd-")
-        client, peer = _free_port(), _free_port()
+        client, peer = free_port(), free_port()
         self.proc = subprocess.Popen(
             [os.path.join(REF_DIR, "etcd"), "--data-dir", os.path.join(self.dir, "data"),
              "--listen-client-urls", f"http://127.0.0.1:{client}",

@@ -21,7 +21,7 @@ import grpc
 import pytest
 
 from pyetcd import errors
-from pyetcd.embed import HttpRequest, HttpResponse, serve, unary_methods
+from pyetcd.embed import HttpRequest, HttpResponse, listen, serve, unary_methods
 from pyetcd.errors import EtcdError
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from pyetcd.proto.mvccpb import kv_pb2
@@ -121,7 +121,7 @@ class ServerThread:
         impls = {"KV": self.kv, "Maintenance": FakeMaintenance(), "Watch": FakeWatch()}
         for name in ("KV", "Watch", "Lease", "Cluster", "Maintenance", "Auth"):
             methods.update(unary_methods(SERVICES[name], impls.get(name, object())))
-        return await serve("127.0.0.1", 0, grpc_methods=methods, http_handler=http_handler,
+        return await serve(listen("127.0.0.1", 0), grpc_methods=methods, http_handler=http_handler,
                            ssl_context=self.ssl_context, max_recv_msg_size=MAX_RECV)
 
     def stop(self) -> None:

@@ -54,3 +54,20 @@ def test_unknown_flag_prints_usage_and_exits_2():
     proc = subprocess.run([sys.executable, "-m", "pyetcd", "--bogus"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.startswith("flag provided but not defined: -bogus\nUsage:")
+
+
+def test_client_port_in_use_fails_before_the_member_starts(tmp_path):
+    """The client listener is bound first, as etcd's: a taken port stops the start-up with Go's
+    message, before the member writes its data dir or dials a peer."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = Server(PYETCD, str(tmp_path / "busy.etcd"), client_port=port)
+        proc = subprocess.run(server.argv(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert f'"error":"listen tcp 127.0.0.1:{port}: bind: address already in use"' in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not os.path.exists(os.path.join(server.data_dir, "member"))

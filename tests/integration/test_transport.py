@@ -13,6 +13,7 @@ import pytest
 
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.transport import ClusterUnreachable, PeerTransport, Rejection, Status, TransportOptions, fetch_cluster
+from servers import free_port
 
 CLUSTER = 0xC1
 FAST = TransportOptions(backoff_initial=0.01, backoff_max=0.05, dial_timeout=0.5, log_interval=0.2,
@@ -39,12 +40,6 @@ def event_loop_policy(request):
         uvloop = pytest.importorskip("uvloop")
         return uvloop.EventLoopPolicy()
     return asyncio.DefaultEventLoopPolicy()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Member:

@@ -5,14 +5,13 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 from collections import defaultdict
 
-
 from pyetcd.transport import PeerTransport, TransportOptions
+from servers import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLUSTER = 0xC1
@@ -67,9 +66,7 @@ async def test_peer_process_killed_and_restarted():
     procs = []
     try:
         await a.start(["http://127.0.0.1:0"])
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         procs.append(await spawn_echo(port, a.listen_urls[0]))
         a.add_peer(2, [f"http://127.0.0.1:{port}"])
         for i in range(1000):
