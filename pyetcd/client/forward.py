@@ -10,7 +10,7 @@ from pyetcd import errors
 
 
 async def call_unary(urls: list[str], service: str, method: str, request: Message, response_type: type[Message],
-                     *, timeout: float) -> Any:
+                     *, timeout: float, token: str = "") -> Any:
     last: Exception | None = None
     for url in urls:
         target = url.split("://", 1)[-1]
@@ -19,7 +19,7 @@ async def call_unary(urls: list[str], service: str, method: str, request: Messag
                                        request_serializer=type(request).SerializeToString,
                                        response_deserializer=response_type.FromString)
             try:
-                return await call(request, timeout=timeout)
+                return await call(request, timeout=timeout, metadata=(("token", token),) if token else None)
             except grpc.aio.AioRpcError as e:
                 if e.code() != grpc.StatusCode.UNAVAILABLE:
                     raise errors.from_status(e.code().value[0], e.details() or "") from None

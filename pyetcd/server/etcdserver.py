@@ -27,6 +27,7 @@ from pyetcd.raft import Config, ProposalDropped, RawNode, ReadState, SoftState
 from pyetcd.server import bootstrap, checks, snapshot
 from pyetcd.server.alarms import AlarmStore
 from pyetcd.server.apply import Applier
+from pyetcd.server.auth.api import AuthMethods, caller
 from pyetcd.server.compaction import Compactor
 from pyetcd.server.config import ServerConfig, parse_duration
 from pyetcd.server.idutil import RequestIDs
@@ -79,7 +80,7 @@ _CONF_CHANGE_TYPE = {
 }
 
 
-class EtcdServer(LeaseMethods):
+class EtcdServer(LeaseMethods, AuthMethods):
     """One etcd member. Create, ``await start()``, serve, ``await stop()``."""
 
     def __init__(self, cfg: ServerConfig, platform: Platform | None = None) -> None:
@@ -96,6 +97,7 @@ class EtcdServer(LeaseMethods):
         self.batch_interval = parse_duration(cfg["backend-batch-interval"]) or BACKEND_BATCH_INTERVAL
         self.batch_limit = cfg["backend-batch-limit"] or BACKEND_BATCH_LIMIT
         self.lessor = new_lessor(self)
+        self._init_auth()
         self.alarms = AlarmStore()
         self.quota = BackendQuota(cfg["quota-backend-bytes"])
         self.member_id = 0
@@ -212,6 +214,8 @@ class EtcdServer(LeaseMethods):
         self.lessor.register(self.applier)
         self.alarms.use_backend(backend)
         self.alarms.register(self.applier)
+        self.auth.use_backend(backend)
+        self.auth.register(self.applier)
         self.applier.register("member_change", self._apply_member_change)
         self.applier.register("fence", self._apply_fence)
         self.membership = Membership(backend)
@@ -575,7 +579,7 @@ class EtcdServer(LeaseMethods):
 
     async def _propose(self, conf_change: int | None = None, **request: Any) -> Any:
         internal = InternalRequest(ID=self._ids.next(), max_index=self.raft.commit_index + REQUEST_LIFETIME_ENTRIES,
-                                   **request)
+                                   **self.auth_header(), **request)
         data = internal.SerializeToString()
         if len(data) > self.max_request_bytes:
             raise errors.ErrRequestTooLarge
@@ -660,6 +664,7 @@ class EtcdServer(LeaseMethods):
 
     async def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
         checks.check_range(req)
+        self.check_range_permitted(req.key, req.range_end)
         if not req.serializable:
             await self.read_index.barrier()
         resp = self.applier.range(req)
@@ -711,16 +716,11 @@ class EtcdServer(LeaseMethods):
             errors=[f"memberID:{am.memberID} alarm:{rpc_pb2.AlarmType.Name(am.alarm)} " for am in self.alarms.get()])
 
     async def hash_kv(self, req: rpc_pb2.HashKVRequest) -> rpc_pb2.HashKVResponse:
+        self.check_maintenance_admin()
         with self.store.read() as view:
             crc, _ = view.hash_kv(req.revision)
             compact_rev = view.compact_rev
         return rpc_pb2.HashKVResponse(header=self.header(), hash=crc, compact_revision=compact_rev)
-
-    async def authenticate(self, req: rpc_pb2.AuthenticateRequest) -> rpc_pb2.AuthenticateResponse:
-        raise errors.ErrAuthNotEnabled  # auth cannot be enabled yet, so it never is
-
-    async def auth_status(self, req: rpc_pb2.AuthStatusRequest) -> rpc_pb2.AuthStatusResponse:
-        return rpc_pb2.AuthStatusResponse(header=self.header(), enabled=False)
 
     async def move_leader(self, req: rpc_pb2.MoveLeaderRequest) -> rpc_pb2.MoveLeaderResponse:
         if not self.is_leader:
@@ -728,6 +728,7 @@ class EtcdServer(LeaseMethods):
         target = self.membership.members.get(req.targetID)
         if target is None or target.isLearner:
             raise errors.ErrBadLeaderTransferee
+        self.check_admin()
         if req.targetID != self.member_id:
             await self._transfer_leadership(req.targetID)
         return rpc_pb2.MoveLeaderResponse()  # etcd 3.5 answers MoveLeader without a header
@@ -794,6 +795,7 @@ class EtcdServer(LeaseMethods):
         return list(resp.members)
 
     async def member_add(self, req: rpc_pb2.MemberAddRequest) -> rpc_pb2.MemberAddResponse:
+        self.check_admin()
         urls = bootstrap.check_peer_urls(req.peerURLs)
         member_id = added_member_id(urls, self.cfg["initial-cluster-token"], self.platform.wall_clock())
         member = rpc_pb2.Member(ID=member_id, peerURLs=urls,
@@ -806,6 +808,7 @@ class EtcdServer(LeaseMethods):
         return rpc_pb2.MemberAddResponse(header=self._member_header(), member=member, members=members)
 
     async def member_remove(self, req: rpc_pb2.MemberRemoveRequest) -> rpc_pb2.MemberRemoveResponse:
+        self.check_admin()
         member = self.membership.members.get(req.ID)
         change = MemberChange(kind=MemberChange.REMOVE, member=rpc_pb2.Member(ID=req.ID))
         self.membership.check(change)
@@ -815,12 +818,14 @@ class EtcdServer(LeaseMethods):
         return rpc_pb2.MemberRemoveResponse(header=self._member_header(), members=members)
 
     async def member_update(self, req: rpc_pb2.MemberUpdateRequest) -> rpc_pb2.MemberUpdateResponse:
+        self.check_admin()
         urls = bootstrap.check_peer_urls(req.peerURLs)
         members = await self._change_members(MemberChange(kind=MemberChange.UPDATE,
                                                           member=rpc_pb2.Member(ID=req.ID, peerURLs=urls)))
         return rpc_pb2.MemberUpdateResponse(header=self._member_header(), members=members)
 
     async def member_promote(self, req: rpc_pb2.MemberPromoteRequest) -> rpc_pb2.MemberPromoteResponse:
+        self.check_admin()
         change = MemberChange(kind=MemberChange.PROMOTE, member=rpc_pb2.Member(ID=req.ID))
         self.membership.check(change)
         if not self.is_leader:
@@ -846,8 +851,9 @@ class EtcdServer(LeaseMethods):
         leader = self.membership.members.get(self.raft.lead)
         if leader is None or not leader.clientURLs:
             raise errors.ErrNoLeader
+        who = caller.get()  # the leader checks the same identity (tokens are known to every member)
         return await self.platform.call_member(list(leader.clientURLs), service, method, req, response_type,
-                                               timeout=self.request_timeout)
+                                               timeout=self.request_timeout, token=who.token if who else "")
 
     # ---- health --------------------------------------------------------------------------------
 

@@ -32,10 +32,10 @@ def exit_fatally(message: str, exc: BaseException | None = None) -> NoReturn:
 
 
 async def _call_member(urls: list[str], service: str, method: str, request: Any, response_type: type,
-                       *, timeout: float) -> Any:
+                       *, timeout: float, token: str = "") -> Any:
     from pyetcd.client.forward import call_unary  # client-side gRPC, needed only when forwarding
 
-    return await call_unary(urls, service, method, request, response_type, timeout=timeout)
+    return await call_unary(urls, service, method, request, response_type, timeout=timeout, token=token)
 
 
 @dataclass
@@ -47,6 +47,7 @@ class Platform:
     transport: Callable[..., PeerTransport] = PeerTransport
     # (peer URLs, *, wanted=None): transport.join.fetch_cluster's signature
     fetch_cluster: Callable[..., Awaitable[tuple[int, list[rpc_pb2.Member]]]] = fetch_cluster
-    # one unary gRPC call to another member: (client URLs, service, method, request, response type)
+    # one unary gRPC call to another member: (client URLs, service, method, request, response type,
+    # *, timeout, token: the caller's auth token, sent on)
     call_member: Callable[..., Awaitable[Any]] = _call_member
     fatal: Callable[[str, BaseException | None], NoReturn] = exit_fatally

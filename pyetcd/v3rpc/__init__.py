@@ -12,6 +12,7 @@ from typing import Any
 from pyetcd.embed.grpc import GrpcMethod
 from pyetcd.embed.serve import unary_methods
 from pyetcd.proto.etcdserverpb import rpc_pb2
+from pyetcd.server.auth.api import PROPOSED_AS
 from pyetcd.server.etcdserver import EtcdServer
 from pyetcd.v3rpc.interceptor import intercept
 from pyetcd.v3rpc.snapshot import snapshot_stream
@@ -61,8 +62,21 @@ class Auth(_Service):
     async def Authenticate(self, req, ctx):
         return await self.server.authenticate(req)
 
-    async def AuthStatus(self, req, ctx):
-        return await self.server.auth_status(req)
+    async def UserAdd(self, req, ctx):
+        return await self.server.user_add(req)
+
+    async def UserChangePassword(self, req, ctx):
+        return await self.server.user_change_password(req)
+
+
+def _proposed_as(field: str):
+    async def call(self, req, ctx):
+        return await self.server.auth_request(field, req)
+    return call
+
+
+for _method, _field in PROPOSED_AS.items():
+    setattr(Auth, _method, _proposed_as(_field))
 
 
 class Cluster(_Service):

@@ -1,5 +1,8 @@
 """What runs before every v3 handler, as etcd's gRPC interceptors do.
 
+Every call is served as its caller: the auth token in its metadata (``token``) is what the
+server's checks and proposals see of it (server/auth/api.py ``caller``).
+
 A learner answers only serializable Range, Status and the Snapshot stream; everything else gets
 ``etcdserver: rpc not supported for learner`` (UNAVAILABLE), so a client moves to a voter. The
 check is made per call: a member is a learner until its promotion is applied.
@@ -11,6 +14,7 @@ from typing import Any, AsyncIterator
 from pyetcd import errors
 from pyetcd.embed.grpc import UNARY, CallContext, GrpcMethod
 from pyetcd.proto.etcdserverpb import rpc_pb2
+from pyetcd.server.auth.api import Caller, caller
 from pyetcd.server.etcdserver import EtcdServer
 
 STREAMS_FOR_LEARNER = frozenset({"/etcdserverpb.Maintenance/Snapshot"})
@@ -23,32 +27,48 @@ def supported_for_learner(request: Any) -> bool:
 
 
 def intercept(server: EtcdServer, methods: dict[str, GrpcMethod]) -> dict[str, GrpcMethod]:
-    """The same methods, each refusing what a learner does not serve."""
+    """The same methods, each served as its caller and refusing what a learner does not serve."""
     out = {}
     for path, method in methods.items():
         if method.kind == UNARY:
             handler = _unary_gate(server, method.handler)
-        elif path in STREAMS_FOR_LEARNER:
-            handler = method.handler
         else:
-            handler = _stream_gate(server, method.handler)
+            handler = _stream_gate(server, method.handler, learner_ok=path in STREAMS_FOR_LEARNER)
         out[path] = GrpcMethod(method.request_type, handler, method.kind)
     return out
+
+
+def _caller(ctx: CallContext) -> Caller:
+    return Caller(token=ctx.metadata.get("token", ""))
 
 
 def _unary_gate(server: EtcdServer, handler: Any) -> Any:
     async def gated(request: Any, ctx: CallContext) -> Any:
         if server.is_learner and not supported_for_learner(request):
             raise errors.ErrNotSupportedForLearner
+        caller.set(_caller(ctx))  # (each call runs in a task of its own: this is its context)
         return await handler(request, ctx)
     return gated
 
 
-def _stream_gate(server: EtcdServer, handler: Any) -> Any:
+def _stream_gate(server: EtcdServer, handler: Any, learner_ok: bool) -> Any:
     def gated(requests: Any, ctx: CallContext) -> AsyncIterator[Any]:
-        # decided when the stream opens; the handler's own generator serves it, nothing in between
-        return _refused() if server.is_learner else handler(requests, ctx)
+        # decided when the stream opens
+        if server.is_learner and not learner_ok:
+            return _refused()
+        return _as_caller(_caller(ctx), handler(requests, ctx))
     return gated
+
+
+async def _as_caller(who: Caller, replies: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    caller.set(who)  # (runs in the stream's own task, which iterates this generator)
+    try:
+        async for reply in replies:
+            yield reply
+    finally:
+        aclose = getattr(replies, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def _refused() -> AsyncIterator[Any]:

@@ -24,6 +24,7 @@ CHUNK = 32 * 1024
 
 
 async def snapshot_stream(server: EtcdServer) -> AsyncIterator[rpc_pb2.SnapshotResponse]:
+    server.check_maintenance_admin()
     path, _ = await server.snapshot_copy()
     try:
         with open(path, "rb") as f:

@@ -27,6 +27,7 @@ BUFFER_BYTES = 2 << 20  # and their bytes
 WRITE_BYTES = 256 << 10  # responses joined into one write (the transport's queue is about as long)
 NO_LEADER_CHECKS = 3  # a stream that requires a leader ends after this many election timeouts without one
 DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
+PERMISSION_DENIED = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"  # (as etcd words it)
 _NOPUT, _NODELETE = rpc_pb2.WatchCreateRequest.NOPUT, rpc_pb2.WatchCreateRequest.NODELETE
 WatchResponse = rpc_pb2.WatchResponse
 
@@ -197,6 +198,10 @@ class WatchStream:
 
     def _create(self, req: rpc_pb2.WatchCreateRequest) -> None:
         hub, rev = self.service.hub, self.server.store.rev
+        if not self._permitted(req):
+            self._respond(WatchResponse(header=self.service.header(rev), watch_id=req.watch_id, created=True,
+                                        canceled=True, cancel_reason=PERMISSION_DENIED))
+            return
         watch_id = req.watch_id
         if watch_id == 0:  # etcd's AutoWatchID
             while self._next_id in self.watchers:
@@ -218,6 +223,13 @@ class WatchStream:
             self.progress[watch_id] = True
         self._respond(WatchResponse(header=self.service.header(rev), watch_id=watch_id, created=True))
         hub.watch(w)
+
+    def _permitted(self, req: rpc_pb2.WatchCreateRequest) -> bool:
+        try:
+            self.server.check_range_permitted(req.key, req.range_end)
+        except errors.EtcdError:  # (an invalid token too)
+            return False
+        return True
 
     def _cancel(self, watch_id: int) -> None:
         w = self.watchers.get(watch_id)

@@ -14,6 +14,7 @@ import trustme
 from pyetcd import errors
 from pyetcd.client import TLS, AsyncClient, Client
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from both_servers import SERVERS
 from servers import Server, etcdctl, ref_bin, require_ref, wait_for
 
 PYETCDCTL = [sys.executable, "-m", "pyetcd.etcdctl"]
@@ -30,11 +31,12 @@ def _setup_users(c) -> None:
     c.user_grant_role("alice", "reader")
 
 
-@pytest.fixture(scope="module")
-def auth_etcd(tmp_path_factory) -> Iterator[Server]:
-    """A real etcd of its own: the test turns auth on."""
-    require_ref()
-    server = Server([ref_bin("etcd")], str(tmp_path_factory.mktemp("auth") / "infra0.etcd")).start()
+@pytest.fixture(params=list(SERVERS))
+def auth_etcd(request, tmp_path_factory) -> Iterator[Server]:
+    """A server of its own (real etcd 3.5.1, then pyetcd): the test turns auth on."""
+    if request.param == "etcd-3.5.1":
+        require_ref()
+    server = Server(SERVERS[request.param](), str(tmp_path_factory.mktemp("auth") / "infra0.etcd")).start()
     try:
         yield server
     finally:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from pyetcd.proto.etcdserverpb import rpc_pb2 as pyetcd_dot_proto_dot_etcdserverpb_dot_rpc__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-pyetcd/proto/etcdserverpb/raft_internal.proto\x12\x0c\x65tcdserverpb\x1a#pyetcd/proto/etcdserverpb/rpc.proto\"\x9f\x04\n\x13InternalRaftRequest\x12\n\n\x02ID\x18\x01 \x01(\x04\x12\x11\n\tmax_index\x18\x08 \x01(\x04\x12%\n\x03put\x18\x02 \x01(\x0b\x32\x18.etcdserverpb.PutRequest\x12\x36\n\x0c\x64\x65lete_range\x18\x03 \x01(\x0b\x32 .etcdserverpb.DeleteRangeRequest\x12%\n\x03txn\x18\x04 \x01(\x0b\x32\x18.etcdserverpb.TxnRequest\x12\x33\n\ncompaction\x18\x05 \x01(\x0b\x32\x1f.etcdserverpb.CompactionRequest\x12\x31\n\rmember_change\x18\x06 \x01(\x0b\x32\x1a.etcdserverpb.MemberChange\x12\"\n\x05\x66\x65nce\x18\x07 \x01(\x0b\x32\x13.etcdserverpb.Fence\x12\x34\n\x0blease_grant\x18\t \x01(\x0b\x32\x1f.etcdserverpb.LeaseGrantRequest\x12\x36\n\x0clease_revoke\x18\n \x01(\x0b\x32 .etcdserverpb.LeaseRevokeRequest\x12>\n\x10lease_checkpoint\x18\x0b \x01(\x0b\x32$.etcdserverpb.LeaseCheckpointRequest\x12)\n\x05\x61larm\x18\x14 \x01(\x0b\x32\x1a.etcdserverpb.AlarmRequest\"<\n\x0bLeaseRecord\x12\n\n\x02ID\x18\x01 \x01(\x03\x12\x0b\n\x03TTL\x18\x02 \x01(\x03\x12\x14\n\x0cRemainingTTL\x18\x03 \x01(\x03\".\n\x05\x46\x65nce\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x11\n\tmax_index\x18\x02 \x01(\x04\"=\n\rFenceResponse\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1c.etcdserverpb.ResponseHeader\"\xb7\x01\n\x0cMemberChange\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.etcdserverpb.MemberChange.Kind\x12$\n\x06member\x18\x02 \x01(\x0b\x32\x14.etcdserverpb.Member\"R\n\x04Kind\x12\x07\n\x03\x41\x44\x44\x10\x00\x12\x0f\n\x0b\x41\x44\x44_LEARNER\x10\x01\x12\n\n\x06REMOVE\x10\x02\x12\n\n\x06UPDATE\x10\x03\x12\x0b\n\x07PROMOTE\x10\x04\x12\x0b\n\x07PUBLISH\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-pyetcd/proto/etcdserverpb/raft_internal.proto\x12\x0c\x65tcdserverpb\x1a#pyetcd/proto/etcdserverpb/rpc.proto\"\x8d\r\n\x13InternalRaftRequest\x12\n\n\x02ID\x18\x01 \x01(\x04\x12\x11\n\tmax_index\x18\x08 \x01(\x04\x12%\n\x03put\x18\x02 \x01(\x0b\x32\x18.etcdserverpb.PutRequest\x12\x36\n\x0c\x64\x65lete_range\x18\x03 \x01(\x0b\x32 .etcdserverpb.DeleteRangeRequest\x12%\n\x03txn\x18\x04 \x01(\x0b\x32\x18.etcdserverpb.TxnRequest\x12\x33\n\ncompaction\x18\x05 \x01(\x0b\x32\x1f.etcdserverpb.CompactionRequest\x12\x31\n\rmember_change\x18\x06 \x01(\x0b\x32\x1a.etcdserverpb.MemberChange\x12\"\n\x05\x66\x65nce\x18\x07 \x01(\x0b\x32\x13.etcdserverpb.Fence\x12\x34\n\x0blease_grant\x18\t \x01(\x0b\x32\x1f.etcdserverpb.LeaseGrantRequest\x12\x36\n\x0clease_revoke\x18\n \x01(\x0b\x32 .etcdserverpb.LeaseRevokeRequest\x12>\n\x10lease_checkpoint\x18\x0b \x01(\x0b\x32$.etcdserverpb.LeaseCheckpointRequest\x12)\n\x05\x61larm\x18\x14 \x01(\x0b\x32\x1a.etcdserverpb.AlarmRequest\x12+\n\x06header\x18\x64 \x01(\x0b\x32\x1b.etcdserverpb.RequestHeader\x12\x34\n\x0b\x61uth_enable\x18\x1e \x01(\x0b\x32\x1f.etcdserverpb.AuthEnableRequest\x12\x36\n\x0c\x61uth_disable\x18\x1f \x01(\x0b\x32 .etcdserverpb.AuthDisableRequest\x12\x34\n\x0b\x61uth_status\x18  \x01(\x0b\x32\x1f.etcdserverpb.AuthStatusRequest\x12?\n\x0c\x61uthenticate\x18! \x01(\x0b\x32).etcdserverpb.InternalAuthenticateRequest\x12\x37\n\rauth_user_add\x18\" \x01(\x0b\x32 .etcdserverpb.AuthUserAddRequest\x12=\n\x10\x61uth_user_delete\x18# \x01(\x0b\x32#.etcdserverpb.AuthUserDeleteRequest\x12\x37\n\rauth_user_get\x18$ \x01(\x0b\x32 .etcdserverpb.AuthUserGetRequest\x12N\n\x19\x61uth_user_change_password\x18% \x01(\x0b\x32+.etcdserverpb.AuthUserChangePasswordRequest\x12\x44\n\x14\x61uth_user_grant_role\x18& \x01(\x0b\x32&.etcdserverpb.AuthUserGrantRoleRequest\x12\x46\n\x15\x61uth_user_revoke_role\x18\' \x01(\x0b\x32\'.etcdserverpb.AuthUserRevokeRoleRequest\x12\x39\n\x0e\x61uth_user_list\x18( \x01(\x0b\x32!.etcdserverpb.AuthUserListRequest\x12\x39\n\x0e\x61uth_role_list\x18) \x01(\x0b\x32!.etcdserverpb.AuthRoleListRequest\x12\x37\n\rauth_role_add\x18* \x01(\x0b\x32 .etcdserverpb.AuthRoleAddRequest\x12=\n\x10\x61uth_role_delete\x18+ \x01(\x0b\x32#.etcdserverpb.AuthRoleDeleteRequest\x12\x37\n\rauth_role_get\x18, \x01(\x0b\x32 .etcdserverpb.AuthRoleGetRequest\x12P\n\x1a\x61uth_role_grant_permission\x18- \x01(\x0b\x32,.etcdserverpb.AuthRoleGrantPermissionRequest\x12R\n\x1b\x61uth_role_revoke_permission\x18. \x01(\x0b\x32-.etcdserverpb.AuthRoleRevokePermissionRequest\"8\n\rRequestHeader\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x15\n\rauth_revision\x18\x02 \x01(\x04\"A\n\x1bInternalAuthenticateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0csimple_token\x18\x02 \x01(\t\"<\n\x0bLeaseRecord\x12\n\n\x02ID\x18\x01 \x01(\x03\x12\x0b\n\x03TTL\x18\x02 \x01(\x03\x12\x14\n\x0cRemainingTTL\x18\x03 \x01(\x03\".\n\x05\x46\x65nce\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x11\n\tmax_index\x18\x02 \x01(\x04\"=\n\rFenceResponse\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1c.etcdserverpb.ResponseHeader\"\xb7\x01\n\x0cMemberChange\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.etcdserverpb.MemberChange.Kind\x12$\n\x06member\x18\x02 \x01(\x0b\x32\x14.etcdserverpb.Member\"R\n\x04Kind\x12\x07\n\x03\x41\x44\x44\x10\x00\x12\x0f\n\x0b\x41\x44\x44_LEARNER\x10\x01\x12\n\n\x06REMOVE\x10\x02\x12\n\n\x06UPDATE\x10\x03\x12\x0b\n\x07PROMOTE\x10\x04\x12\x0b\n\x07PUBLISH\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pyetcd.proto.etcdserverpb.r
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INTERNALRAFTREQUEST']._serialized_start=101
-  _globals['_INTERNALRAFTREQUEST']._serialized_end=644
-  _globals['_LEASERECORD']._serialized_start=646
-  _globals['_LEASERECORD']._serialized_end=706
-  _globals['_FENCE']._serialized_start=708
-  _globals['_FENCE']._serialized_end=754
-  _globals['_FENCERESPONSE']._serialized_start=756
-  _globals['_FENCERESPONSE']._serialized_end=817
-  _globals['_MEMBERCHANGE']._serialized_start=820
-  _globals['_MEMBERCHANGE']._serialized_end=1003
-  _globals['_MEMBERCHANGE_KIND']._serialized_start=921
-  _globals['_MEMBERCHANGE_KIND']._serialized_end=1003
+  _globals['_INTERNALRAFTREQUEST']._serialized_end=1778
+  _globals['_REQUESTHEADER']._serialized_start=1780
+  _globals['_REQUESTHEADER']._serialized_end=1836
+  _globals['_INTERNALAUTHENTICATEREQUEST']._serialized_start=1838
+  _globals['_INTERNALAUTHENTICATEREQUEST']._serialized_end=1903
+  _globals['_LEASERECORD']._serialized_start=1905
+  _globals['_LEASERECORD']._serialized_end=1965
+  _globals['_FENCE']._serialized_start=1967
+  _globals['_FENCE']._serialized_end=2013
+  _globals['_FENCERESPONSE']._serialized_start=2015
+  _globals['_FENCERESPONSE']._serialized_end=2076
+  _globals['_MEMBERCHANGE']._serialized_start=2079
+  _globals['_MEMBERCHANGE']._serialized_end=2262
+  _globals['_MEMBERCHANGE_KIND']._serialized_start=2180
+  _globals['_MEMBERCHANGE_KIND']._serialized_end=2262
 # @@protoc_insertion_point(module_scope)

@@ -38,7 +38,7 @@ def member_platform(network: Network, process: Process, fs: FileSystem, host: st
         return await fetch_cluster(network, host, urls, wanted=wanted)
 
     async def call(urls: list[str], service: str, method: str, request: Any, response_type: type, *,
-                   timeout: float) -> Any:
+                   timeout: float, token: str = "") -> Any:  # (the simulation runs without auth)
         return await call_member(network, host, urls, method, request, response_type, timeout)
 
     return Platform(fs=fs, rng=rng, wall_clock=lambda: EPOCH + loop.time(),
