@@ -120,8 +120,9 @@ ErrPermissionNotGranted = _e(FAILED_PRECONDITION, "etcdserver: permission is not
 ErrAuthNotEnabled = _e(FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
 ErrInvalidAuthToken = _e(UNAUTHENTICATED, "etcdserver: invalid auth token")
 ErrInvalidAuthMgmt = _e(INVALID_ARGUMENT, "etcdserver: invalid auth management")
-ErrAuthOldRevision = _e(INVALID_ARGUMENT, "etcdserver: revision of auth store is old")
 # etcd 3.5.1 answers these with its auth package's own error, untranslated (code Unknown)
+ErrAuthOldRevision = _e(UNKNOWN, "auth: revision in header is old")
+ErrVerifyOnly = _e(UNKNOWN, "auth: token signing attempted with verify-only key")
 ErrNoPasswordUser = _e(UNKNOWN, "auth: authentication failed, password was given for no password user")
 ErrTTLZero = _e(INVALID_ARGUMENT, "etcdserver: ttl is 0")
 

@@ -22,7 +22,7 @@ GRPC_OVERHEAD_BYTES = 512 * 1024
 
 # what the server needs beyond the client's grpcio and protobuf (the `server` extra); YAML only
 # for --config-file
-SERVER_MODULES = ("lmdb", "hpack", "yaml", "bcrypt")
+SERVER_MODULES = ("lmdb", "hpack", "yaml", "bcrypt", "jwt", "cryptography")
 
 
 def missing_server_modules() -> list[str]:

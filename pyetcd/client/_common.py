@@ -85,7 +85,9 @@ def channel_security(endpoint: str, tls: Optional[TLS], dial_timeout: float
 
 
 AUTH_NOT_ENABLED = "etcdserver: authentication is not enabled"
-INVALID_TOKEN = "etcdserver: invalid auth token"
+# a token the server no longer takes: log in again (a JWT made before an auth change is "old")
+STALE_TOKEN = frozenset({"etcdserver: invalid auth token", "etcdserver: revision of auth store is old",
+                         "auth: revision in header is old"})
 
 
 def prefix_end(key: bytes) -> bytes:
@@ -185,7 +187,7 @@ def on_call_error(client: CallState, service: str, method: str, err: grpc.RpcErr
     noted on ``client``), or once more after dropping an expired token. Returns the new
     ``retried_auth``."""
     if not try_next_endpoint(service, method, err):
-        if err.details() == INVALID_TOKEN and client._token and not retried_auth:
+        if err.details() in STALE_TOKEN and client._token and not retried_auth:
             client._token = None  # expired token: log in again
             return True
         raise map_error(err, client.last_connect_error) from None

@@ -261,3 +261,74 @@ def test_failed_logins_slow_down_and_no_secret_is_logged(tmp_path):
         with open(os.path.join(wal_dir, name), "rb") as f:
             wal = f.read()
         assert b"alicepw" not in wal and b"second-secret" not in wal  # Raft's log holds bcrypt hashes only
+
+
+def _jwt_keys(tmp_path, kind: str) -> tuple[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    key = rsa.generate_private_key(65537, 2048) if kind == "rsa" else ec.generate_private_key(ec.SECP256R1())
+    priv, pub = tmp_path / f"{kind}.key", tmp_path / f"{kind}.pub"
+    priv.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    return str(priv), str(pub)
+
+
+@pytest.mark.parametrize("server_kind", list(SERVERS))
+@pytest.mark.parametrize("kind,method", [("rsa", "RS256"), ("ec", "ES256"), ("rsa", "PS384")])
+def test_jwt_tokens(server_kind, kind, method, tmp_path):
+    import base64
+    import json
+
+    if server_kind == "etcd-3.5.1":
+        require_ref()
+    priv, pub = _jwt_keys(tmp_path, kind)
+    server = Server(SERVERS[server_kind](), str(tmp_path / "infra0.etcd"),
+                    extra=["--auth-token", f"jwt,pub-key={pub},priv-key={priv},sign-method={method},ttl=10m"]).start()
+    try:
+        _setup(server.url)
+        token = _token(server.url, "alice", "alicepw")
+        header, claims = (json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+                          for part in token.split(".")[:2])
+        assert header == {"alg": method, "typ": "JWT"}
+        assert sorted(claims) == ["exp", "revision", "username"] and claims["username"] == "alice"
+        assert 590 <= claims["exp"] - time.time() <= 610
+        with grpc.insecure_channel(server.endpoint) as ch:
+            kv = rpc_pb2_grpc.KVStub(ch)
+            kv.Put(rpc_pb2.PutRequest(key=b"foo/jwt", value=b"v"), metadata=_md(token), timeout=10)
+            with Client([server.url], user="root", password="rootpw") as root:
+                root.role_add("another")  # the auth revision moves on: older tokens are refused
+            with pytest.raises(grpc.RpcError) as exc:
+                kv.Put(rpc_pb2.PutRequest(key=b"foo/jwt", value=b"w"), metadata=_md(token), timeout=10)
+            assert _code(exc) == (grpc.StatusCode.UNKNOWN, "auth: revision in header is old")
+            with pytest.raises(grpc.RpcError) as exc:
+                kv.Range(rpc_pb2.RangeRequest(key=b"foo/jwt"), metadata=_md(token[:-4] + "AAAA"), timeout=10)
+            assert _code(exc) == (grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token")
+        with Client([server.url], user="alice", password="alicepw") as alice:
+            alice.put("foo/jwt", "x")
+            with Client([server.url], user="root", password="rootpw") as root:
+                root.role_add("yet-another")
+            assert alice.get("foo/jwt").kvs[0].value == b"x"  # logged in again by itself
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("server_kind", list(SERVERS))
+@pytest.mark.parametrize("spec,error", [
+    ("bogus", "auth: invalid auth options"), ("jwt,sign-method=RS256", "auth: missing key data"),
+    ("jwt,pub-key=/nonexistent,sign-method=RS256", "auth: invalid auth options"),
+    ("jwt,priv-key={priv},sign-method=EdDSA", "auth: invalid auth options")])
+def test_bad_auth_token_options_stop_the_start(server_kind, spec, error, tmp_path):
+    if server_kind == "etcd-3.5.1":
+        require_ref()
+    priv, _ = _jwt_keys(tmp_path, "rsa")
+    server = Server(SERVERS[server_kind](), str(tmp_path / "infra0.etcd"),
+                    extra=["--auth-token", spec.format(priv=priv)]).start(wait=False)
+    try:
+        assert server.proc.wait(timeout=30) != 0
+    finally:
+        server.stop()
+    with open(server.log_path) as f:
+        assert error in f.read()

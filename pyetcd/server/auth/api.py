@@ -27,7 +27,7 @@ from pyetcd import errors
 from pyetcd.logutil import log
 from pyetcd.proto.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd.server.auth.store import AuthInfo, AuthStore
-from pyetcd.server.auth.tokens import SimpleTokens, new_prefix
+from pyetcd.server.auth.tokens import random_letters, token_provider
 
 # Auth RPCs that go through the log unchanged -> their InternalRaftRequest field (etcd routes
 # even the reads there, so they are linearizable and checked at apply like the rest).
@@ -70,7 +70,7 @@ def new_auth_store(server: EtcdServer) -> AuthStore:
     def lease_keys(lease_id: int) -> set[bytes]:
         lease = server.lessor.leases.get(lease_id)
         return lease.keys if lease is not None else set()
-    return AuthStore(SimpleTokens(server.cfg["auth-token-ttl"], clock), lease_keys)
+    return AuthStore(token_provider(server.cfg["auth-token"], server.cfg["auth-token-ttl"], clock), lease_keys)
 
 
 class AuthMethods:
@@ -132,7 +132,7 @@ class AuthMethods:
                 self._login_locks.pop(req.name, None)
         outside = caller.set(None)  # a login needs no identity (a stale token must not fail it)
         try:
-            login = raft_internal_pb2.InternalAuthenticateRequest(name=req.name, simple_token=new_prefix())
+            login = raft_internal_pb2.InternalAuthenticateRequest(name=req.name, simple_token=self.auth.tokens.prefix())
             return await self._propose(authenticate=login)
         finally:
             caller.reset(outside)
@@ -146,7 +146,7 @@ class AuthMethods:
                 hashed = user.password
             else:
                 if not self._unknown_user_hash:
-                    self._unknown_user_hash = (await self._hash_password(new_prefix())).encode()
+                    self._unknown_user_hash = (await self._hash_password(random_letters())).encode()
                 hashed = self._unknown_user_hash
             ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed)
             error = None if ok and user is not None else errors.ErrAuthFailed

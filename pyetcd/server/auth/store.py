@@ -22,7 +22,7 @@ from pyetcd.logutil import log
 from pyetcd.proto.authpb import auth_pb2
 from pyetcd.proto.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd.server.auth.rangeperm import Coverage, interval
-from pyetcd.server.auth.tokens import SimpleTokens
+from pyetcd.server.auth.tokens import JWTTokens, SimpleTokens
 from pyetcd.storage.backend import Backend
 
 logger = logging.getLogger("pyetcd.auth")
@@ -48,7 +48,7 @@ class AuthInfo:
 
 
 class AuthStore:
-    def __init__(self, tokens: SimpleTokens, lease_keys: Callable[[int], Iterable[bytes]]) -> None:
+    def __init__(self, tokens: SimpleTokens | JWTTokens, lease_keys: Callable[[int], Iterable[bytes]]) -> None:
         self.tokens = tokens
         self._lease_keys = lease_keys
         self.enabled = False
@@ -79,10 +79,11 @@ class AuthStore:
         if not self.enabled:
             return None
         if token:
-            user = self.tokens.user(token)
-            if user is None:
+            found = self.tokens.info(token)
+            if found is None:
                 raise errors.ErrInvalidAuthToken
-            return AuthInfo(user, self.revision)
+            user, revision = found  # (a JWT carries the revision it was made at)
+            return AuthInfo(user, self.revision if revision is None else revision)
         return AuthInfo(cert_user, self.revision if cert_user else 0)
 
     def header(self, info: AuthInfo | None) -> raft_internal_pb2.RequestHeader:
@@ -248,8 +249,7 @@ class AuthStore:
             raise errors.ErrAuthNotEnabled
         if req.name not in self.users:  # deleted since its password was checked
             raise errors.ErrAuthFailed
-        token = f"{req.simple_token}.{self._applier.index}"
-        self.tokens.assign(token, req.name)
+        token = self.tokens.assign(req.simple_token, req.name, self._applier.index, self.revision)
         return rpc_pb2.AuthenticateResponse(token=token)
 
     # ---- apply: users ------------------------------------------------------------------------------
