@@ -169,6 +169,9 @@ def _resume(cfg: ServerConfig, fs: FileSystem, wal: WAL) -> Boot:
     # A member that joined knows the others from its WAL until its first snapshot brings them.
     return Boot(local_id, cid, wal, storage, backend, peers=[] if membership.members else joined)
 def _found(cfg: ServerConfig, backend: Backend, fs: FileSystem) -> Boot:
+    """A founder's first start: the member list of --initial-cluster in the backend (which may
+    hold a restored snapshot's data, etcdutl snapshot restore), a WAL starting at the boot
+    snapshot."""
     token = cfg["initial-cluster-token"]
     founders = cfg.initial_cluster()
     ids = {name: member_id(urls, token) for name, urls in founders.items()}
@@ -196,6 +199,13 @@ def _found(cfg: ServerConfig, backend: Backend, fs: FileSystem) -> Boot:
         index=BOOT_INDEX, term=BOOT_TERM, conf_state=raft_pb2.ConfState(voters=sorted(ids.values())))))
     storage.set_hard_state(hardstate)
     return Boot(local_id, cid, wal, storage, backend)
+
+
+def found_cluster(cfg: ServerConfig, backend: Backend, fs: FileSystem) -> None:
+    """What ``etcdutl snapshot restore`` makes of a data dir whose backend holds the snapshot's
+    data: a founder of a new cluster, which the member then starts from (as if restarted)."""
+    boot = _found(cfg, backend, fs)
+    boot.wal.close()
 
 
 async def _current_members(cfg: ServerConfig, cid: int, local_id: int, platform: Platform

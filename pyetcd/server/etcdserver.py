@@ -50,7 +50,7 @@ M = raft_pb2
 # A learner may be promoted once its log is this close to the leader's (etcd: 90%).
 LEARNER_READY_PERCENT = 0.9
 
-_FENCE_PREFIX = b"fence/"
+FENCE_PREFIX = b"fence/"
 # A request is skipped if it reaches the log more than this many entries after the commit index
 # its proposer saw (see InternalRaftRequest.max_index): generous, but it bounds how long a fence
 # must be kept.
@@ -222,11 +222,11 @@ class EtcdServer(LeaseMethods, AuthMethods):
         self._fenced = {}
         with backend.begin_read() as txn:
             cursor = txn.cursor(db=backend.db("meta"))
-            if cursor.set_range(_FENCE_PREFIX):
+            if cursor.set_range(FENCE_PREFIX):
                 for key, value in cursor.iternext():
-                    if not key.startswith(_FENCE_PREFIX):
+                    if not key.startswith(FENCE_PREFIX):
                         break
-                    self._fenced[int.from_bytes(key[len(_FENCE_PREFIX):], "big")] = int.from_bytes(value, "big")
+                    self._fenced[int.from_bytes(key[len(FENCE_PREFIX):], "big")] = int.from_bytes(value, "big")
 
     async def _publish(self) -> None:
         """Announce this member's name and client URLs to the cluster (etcd's publish), until it sticks."""
@@ -358,13 +358,13 @@ class EtcdServer(LeaseMethods, AuthMethods):
 
     def _apply_fence(self, w, fence: raft_internal_pb2.Fence) -> raft_internal_pb2.FenceResponse:
         meta = self.backend.db("meta")
-        w.txn.put(_FENCE_PREFIX + fence.request_id.to_bytes(8, "big"), fence.max_index.to_bytes(8, "big"), db=meta)
+        w.txn.put(FENCE_PREFIX + fence.request_id.to_bytes(8, "big"), fence.max_index.to_bytes(8, "big"), db=meta)
         # Forget fences whose request can no longer apply anyway (the log is past its max_index);
         # done here so that every member forgets them at the same point of the log.
         for request_id, max_index in list(self._fenced.items()):
             if 0 < max_index < self.applier.index:
                 del self._fenced[request_id]
-                w.txn.delete(_FENCE_PREFIX + request_id.to_bytes(8, "big"), db=meta)
+                w.txn.delete(FENCE_PREFIX + request_id.to_bytes(8, "big"), db=meta)
         return raft_internal_pb2.FenceResponse()
 
     def on_read_states(self, states: list[ReadState]) -> None:

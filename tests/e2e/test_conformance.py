@@ -60,7 +60,7 @@ def test_real_etcdctl_against_pyetcd(scenario, tmp_path):
 
 CTL_FILES = ["01-kv-basic.txt", "02-put-del-options.txt", "03-txn.txt", "04-compaction.txt", "05-watch.txt",
              "06-lease.txt", "09-lock-elect.txt", "15-cluster-3.txt", "16-output-formats.txt",
-             "18-compaction-watch-hashkv.txt", "08-auth.txt", "17-output-formats-more.txt"]
+             "18-compaction-watch-hashkv.txt", "08-auth.txt", "17-output-formats-more.txt", "14-server-flags.txt"]
 
 
 # pyetcd's own scenario files (tests/e2e/scenarios), run the same way
@@ -72,5 +72,6 @@ def test_pyetcd_etcdctl_against_real_etcd(scenario, tmp_path):
     etcdctl = os.path.join(os.path.dirname(sys.executable), "etcdctl")
     path = (os.path.join(os.path.dirname(__file__), "scenarios", scenario) if scenario in LOCAL_CTL_FILES
             else scenario_path(scenario, tmp_path))
-    out = run_etcd_diff("--mode", "ctl", "--candidate-ctl", etcdctl, path)
+    etcdutl = os.path.join(os.path.dirname(sys.executable), "etcdutl")
+    out = run_etcd_diff("--mode", "ctl", "--candidate-ctl", etcdctl, "--candidate-utl", etcdutl, path)
     assert out.strip().splitlines()[-1].endswith(" 0 failed"), out
