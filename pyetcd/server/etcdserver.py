@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import random
+import time
 import uuid
 from typing import Any
 
@@ -33,6 +34,7 @@ from pyetcd.server.config import ServerConfig, parse_duration
 from pyetcd.server.idutil import RequestIDs
 from pyetcd.server.lease_api import LeaseMethods, new_lessor
 from pyetcd.server.membership import MemberChange, Membership, added_member_id
+from pyetcd.server.metrics import Metrics
 from pyetcd.server.platform import Platform
 from pyetcd.server.quota import BackendQuota, put_cost, txn_cost
 from pyetcd.server.raft_node import RaftNode
@@ -96,6 +98,7 @@ class EtcdServer(LeaseMethods, AuthMethods):
         self.request_timeout = 5 + 2 * cfg["election-timeout"] / 1000
         self.batch_interval = parse_duration(cfg["backend-batch-interval"]) or BACKEND_BATCH_INTERVAL
         self.batch_limit = cfg["backend-batch-limit"] or BACKEND_BATCH_LIMIT
+        self.metrics = Metrics()
         self.lessor = new_lessor(self)
         self._init_auth()
         self.alarms = AlarmStore()
@@ -154,6 +157,7 @@ class EtcdServer(LeaseMethods, AuthMethods):
             rng=random.Random(self.platform.rng.getrandbits(64)), logger=logging.getLogger("pyetcd.transport"))
         await self.transport.start(cfg["listen-peer-urls"])
         self._sync_peers(boot.peers)
+        boot.wal.on_fsync = self.metrics.wal_fsync.observe
         self.raft = RaftNode(node, boot.storage, boot.wal, self.transport, self, tick_seconds=self.tick_seconds,
                              fatal=self.platform.fatal, fsync=not cfg["unsafe-no-fsync"])
         self.read_index = ReadIndex(self.raft.read_index, self._ids.next, self._wait_applied,
@@ -256,6 +260,8 @@ class EtcdServer(LeaseMethods, AuthMethods):
                 f"{self.raft.term}")
         else:
             log(logger, logging.INFO, f"raft.node: {self.member_id:x} lost leader")
+        if soft.lead:
+            self.metrics.leader_changes.inc()
         self._leadership_changed(soft.lead)
         self._leader_changed.set()
         self._leader_changed = asyncio.Event()
@@ -320,7 +326,11 @@ class EtcdServer(LeaseMethods, AuthMethods):
         if self._batch_commit is not None:
             self._batch_commit.cancel()
             self._batch_commit = None
+        if self.backend.pending is None:
+            return
+        start = time.monotonic()
         self.backend.commit()
+        self.metrics.backend_commit.observe(time.monotonic() - start)
 
     def _skip(self, index: int, request_id: int, cc: raft_pb2.ConfChange | None) -> None:
         """A fenced or expired request's entry: it changes nothing, on every member alike."""
@@ -328,6 +338,7 @@ class EtcdServer(LeaseMethods, AuthMethods):
             self.raft.node.apply_conf_change(raft_pb2.ConfChange(type=M.ConfChangeUpdateNode, node_id=cc.node_id))
         waiting = self._waiting.get(request_id)
         if waiting is not None and not waiting[0].done():
+            self.metrics.proposals_failed.inc()
             waiting[0].set_exception(errors.ErrTimeout)
 
     def _apply_conf_change_to_raft(self, cc: raft_pb2.ConfChange, request: InternalRequest, result) -> None:
@@ -375,6 +386,7 @@ class EtcdServer(LeaseMethods, AuthMethods):
         for request_id in request_ids:
             waiting = self._waiting.get(request_id)
             if waiting is not None and not waiting[0].done():
+                self.metrics.proposals_failed.inc()
                 waiting[0].set_exception(error)
 
     def _dropped_error(self) -> type[errors.EtcdError]:
@@ -567,6 +579,9 @@ class EtcdServer(LeaseMethods, AuthMethods):
         header = rpc_pb2.ResponseHeader(revision=self.store.rev if revision else 0)
         self._fill_header(header)
         return header
+
+    def pending_proposals(self) -> int:
+        return len(self._waiting)
 
     @property
     def is_leader(self) -> bool:

@@ -55,7 +55,8 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
@@ -254,6 +255,7 @@ class WAL:
         self._logger = logger
         self._fd = fs.open(segments[-1].path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         self._size = fs.fsize(self._fd)
+        self.on_fsync: Callable[[float], None] | None = None  # (seconds each fsync took: a metric)
         self._failure: OSError | None = None
         self._recovered: LogContents | None = None
 
@@ -394,7 +396,10 @@ class WAL:
         write_all(self._fs, self._fd, data)
         self._size += len(data)
         if sync:
+            start = time.monotonic()
             self._fs.fdatasync(self._fd)
+            if self.on_fsync is not None:
+                self.on_fsync(time.monotonic() - start)
 
     def _cut(self) -> None:
         fs = self._fs
