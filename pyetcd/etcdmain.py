@@ -82,17 +82,18 @@ def main(argv: list[str] | None = None) -> None:
 
 async def run(cfg: ServerConfig) -> None:
     from pyetcd.embed.serve import listen, serve
-    from pyetcd.httpapi.handler import make_handler
+    from pyetcd.httpapi.handler import METRICS_PATHS, make_handler
     from pyetcd.server.etcdserver import EtcdServer
     from pyetcd.v3rpc import grpc_methods
 
-    sockets = []
+    sockets, metrics_sockets = [], []
     try:
-        for url in cfg["listen-client-urls"]:
-            parts = urlsplit(url)
-            sockets.append((parts.hostname, listen(parts.hostname or "", 2379 if parts.port is None else parts.port)))
+        for urls, bound in ((cfg["listen-client-urls"], sockets), (cfg["listen-metrics-urls"], metrics_sockets)):
+            for url in urls:
+                parts = urlsplit(url)
+                bound.append((url, parts.hostname, listen(parts.hostname or "", 2379 if parts.port is None else parts.port)))
     except OSError:
-        for _, sock in sockets:
+        for _, _, sock in sockets + metrics_sockets:
             sock.close()
         raise
     server = EtcdServer(cfg)
@@ -101,12 +102,15 @@ async def run(cfg: ServerConfig) -> None:
     http_handler = make_handler(server)
     listeners = []
     try:
-        for hostname, sock in sockets:
+        for _, hostname, sock in sockets:
             listener = await serve(sock, grpc_methods=methods, http_handler=http_handler,
                                    max_recv_msg_size=cfg["max-request-bytes"] + GRPC_OVERHEAD_BYTES)
             listeners.append(listener)
             log(logger, logging.INFO, "serving client traffic insecurely; this is strongly discouraged!",
                 address=f"{hostname}:{listener.port}")
+        for url, _, sock in metrics_sockets:  # /metrics and /health only, no gRPC
+            listeners.append(await serve(sock, grpc_methods={}, http_handler=make_handler(server, METRICS_PATHS)))
+            log(logger, logging.INFO, "serving metrics", address=url)
         log(logger, logging.INFO, "ready to serve client requests")
         await _wait_for_signal(server)
         log(logger, logging.INFO, "closing etcd server", name=cfg.name,

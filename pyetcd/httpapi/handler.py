@@ -15,8 +15,14 @@ CLUSTER_VERSION = "3.5.0"
 _GET_ONLY = frozenset({"/version", "/health"})      # etcd answers other methods 405 (/metrics takes any)
 
 
-def make_handler(server: EtcdServer):
+METRICS_PATHS = frozenset({"/metrics", "/health"})  # what a --listen-metrics-urls listener serves
+
+
+def make_handler(server: EtcdServer, only: frozenset[str] | None = None):
+    """The client port's HTTP endpoints; ``only``: these paths alone (the rest 404)."""
     async def handle(req: HttpRequest) -> HttpResponse:
+        if only is not None and req.path not in only:
+            return HttpResponse(404, _TEXT, b"404 page not found\n")
         if req.method != "GET" and req.path in _GET_ONLY:
             return HttpResponse(405, [("Allow", "GET"), *_TEXT], b"Method Not Allowed\n")
         if req.path == "/version":
@@ -25,7 +31,7 @@ def make_handler(server: EtcdServer):
         if req.path == "/health":
             healthy, reason = server.health()
             body = json.dumps({"health": str(healthy).lower(), "reason": reason}, separators=(",", ":"))
-            return HttpResponse(200 if healthy else 503, _JSON, body.encode())
+            return HttpResponse(200 if healthy else 503, _TEXT, body.encode())  # (etcd's content type)
         if req.path == "/metrics":
             return HttpResponse(200, _METRICS, server.metrics.text(server).encode())
         return HttpResponse(404, _TEXT, b"404 page not found\n")

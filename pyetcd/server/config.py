@@ -148,7 +148,7 @@ FLAGS: tuple[FlagSpec, ...] = (
     # profiling, monitoring, logging
     FlagSpec("enable-pprof", False, _parse_bool, _LATER),
     FlagSpec("metrics", "basic"),
-    FlagSpec("listen-metrics-urls", [], _parse_urls, _LATER),
+    FlagSpec("listen-metrics-urls", [], _parse_urls),
     FlagSpec("logger", "zap"),
     FlagSpec("log-outputs", ["default"], _parse_urls),
     FlagSpec("log-level", "info"),

@@ -3,6 +3,7 @@ member did (requests by gRPC code, WAL fsyncs, backend commits, leader, revision
 from __future__ import annotations
 
 import re
+import urllib.error
 import urllib.request
 
 import grpc
@@ -62,3 +63,30 @@ def test_metrics_follow_the_member(server):  # noqa: F811
     bad = ('grpc_server_handled_total{grpc_code="OutOfRange",grpc_method="Range",grpc_service="etcdserverpb.KV",'
            'grpc_type="unary"}')
     assert values[bad] >= 1
+
+
+def test_listen_metrics_urls_serve_metrics_and_health_only(tmp_path):
+    from both_servers import SERVERS
+    from servers import Server, free_port, have_ref
+
+    for kind in SERVERS:
+        if kind == "etcd-3.5.1" and not have_ref():
+            continue
+        port = free_port()
+        srv = Server(SERVERS[kind](), str(tmp_path / kind / "infra0.etcd"),
+                     extra=["--listen-metrics-urls", f"http://127.0.0.1:{port}"])
+        (tmp_path / kind).mkdir()
+        srv.start()
+        try:
+            url = f"http://127.0.0.1:{port}"
+            ctype, values = scrape(url)
+            assert values["etcd_server_has_leader"] == 1, kind
+            with urllib.request.urlopen(url + "/health", timeout=10) as r:
+                assert (r.status, r.headers["Content-Type"], r.read()) == (
+                    200, "text/plain; charset=utf-8", b'{"health":"true","reason":""}'), kind
+            for path in ("/version", "/v3/kv/range"):
+                with pytest.raises(urllib.error.HTTPError) as exc:
+                    urllib.request.urlopen(url + path, timeout=10)
+                assert exc.value.code == 404, (kind, path)
+        finally:
+            srv.stop()
