@@ -114,6 +114,8 @@ class EtcdServer(LeaseMethods, AuthMethods):
         self._restored_index = 0  # the last snapshot Raft accepted from the leader
         self._stashed: dict[tuple[int, int], str] = {}  # (index, term) of that snapshot -> its database
         self._checkpoint: asyncio.Task | None = None
+        # held while a worker thread copies the backend, and by a defrag (which closes it)
+        self._copy_lock = asyncio.Lock()
         self._leaving: asyncio.Task | None = None
         self._peer_ids: set[int] = set()  # the transport's peers
         self._peer_lookup: asyncio.Task | None = None
@@ -418,9 +420,10 @@ class EtcdServer(LeaseMethods, AuthMethods):
     async def snapshot_copy(self) -> tuple[str, raft_pb2.SnapshotMetadata]:
         """A consistent copy of the backend for a follower, and what it holds: everything
         applied (the batch is committed first)."""
-        self.backend.commit()
-        name = uuid.UUID(int=self.platform.rng.getrandbits(128)).hex
-        return await asyncio.to_thread(snapshot.make_copy, self.backend, self.cfg.snap_dir, name)
+        async with self._copy_lock:
+            self.backend.commit()
+            name = uuid.UUID(int=self.platform.rng.getrandbits(128)).hex
+            return await asyncio.to_thread(snapshot.make_copy, self.backend, self.cfg.snap_dir, name)
 
     # ---- snapshots from the leader -------------------------------------------------------------
 
@@ -483,7 +486,7 @@ class EtcdServer(LeaseMethods, AuthMethods):
         watched_rev = self.store.rev
         self.backend.close()
         if defragmented:
-            fsync_file(self.fs, os.path.join(self.cfg.backend_path, checkpoint.DATA_FILE))
+            fsync_file(self.fs, self.backend.data_file)
         snapshot.swap_in(self.fs, stash, self.cfg.backend_path)
         self._use_backend(Backend(self.cfg.backend_path, fs=self.fs), same_contents=defragmented)
         self.compactor.notify()  # the new database may carry a compaction of its own to finish
@@ -739,9 +742,12 @@ class EtcdServer(LeaseMethods, AuthMethods):
         stops while it runs (no await from the copy to the reopened backend: applies, reads and
         writes arriving meanwhile wait, then run on the new file)."""
         self.check_maintenance_admin()
-        if self._checkpoint is not None:
-            await asyncio.gather(self._checkpoint, return_exceptions=True)
-        path = self.cfg.backend_path
+        async with self._copy_lock:
+            self._defragment()
+        return rpc_pb2.DefragmentResponse()  # etcd 3.5.1 answers without a header
+
+    def _defragment(self) -> None:
+        path = os.path.join(self.cfg.backend_path, checkpoint.DATA_FILE)
         size, in_use = self.backend.size(), self.backend.size_in_use()
         log(logger, logging.INFO, "defragmenting", path=path, **{
             "current-db-size-bytes": size, "current-db-size": humanize_bytes(size),
@@ -758,7 +764,6 @@ class EtcdServer(LeaseMethods, AuthMethods):
             "current-db-size": humanize_bytes(new_size), "current-db-size-in-use-bytes-diff": new_in_use - in_use,
             "current-db-size-in-use-bytes": new_in_use, "current-db-size-in-use": humanize_bytes(new_in_use),
             "took": duration_string(time.monotonic() - started)})
-        return rpc_pb2.DefragmentResponse()  # etcd 3.5.1 answers without a header
 
     async def move_leader(self, req: rpc_pb2.MoveLeaderRequest) -> rpc_pb2.MoveLeaderResponse:
         if not self.is_leader:

@@ -5,6 +5,7 @@ acknowledged write. Members run in this process on 127.0.0.1 free ports."""
 from __future__ import annotations
 
 import asyncio
+import os
 import types
 
 from pyetcd.fileutil import OSFileSystem
@@ -99,7 +100,11 @@ async def test_requests_arriving_during_a_defrag_wait_and_succeed(tmp_path):
         writes = [asyncio.create_task(put(server, b"w%03d" % i)) for i in range(100)]
         await asyncio.sleep(0)  # (some proposed before the defrag, the rest while it runs)
         reads = [asyncio.create_task(server.range(rpc_pb2.RangeRequest(key=b"w000"))) for _ in range(10)]
+        copy = asyncio.create_task(server.snapshot_copy())  # a worker thread reads the backend
         await asyncio.gather(defragment(server), defragment(server))
+        path, meta = await copy
+        assert meta.index > 0 and os.path.getsize(path) > 0
+        os.remove(path)
         revisions = await asyncio.gather(*writes)
         await asyncio.gather(*reads)
         stored = {kv.key: kv.mod_revision for kv in server.applier.range(rpc_pb2.RangeRequest(**ALL)).kvs}
