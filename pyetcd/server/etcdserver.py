@@ -23,6 +23,7 @@ from pyetcd import ETCD_VERSION, errors
 from pyetcd.logutil import log
 from pyetcd.proto.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd.proto.raftpb import raft_pb2
+from pyetcd.etcdctl.gofmt import duration_string, humanize_bytes
 from pyetcd.fileutil import fsync_file
 from pyetcd.raft import Config, ProposalDropped, RawNode, ReadState, SoftState
 from pyetcd.server import bootstrap, checks, snapshot
@@ -40,6 +41,7 @@ from pyetcd.server.quota import BackendQuota, put_cost, txn_cost
 from pyetcd.server.raft_node import RaftNode
 from pyetcd.server.v3compactor import AutoCompactor, parse_retention
 from pyetcd.server.read_index import ReadIndex
+from pyetcd.storage import checkpoint
 from pyetcd.storage.backend import Backend
 from pyetcd.storage.mvcc import KVStore
 from pyetcd.storage.watchable_store import WatchableStore
@@ -114,6 +116,8 @@ class EtcdServer(LeaseMethods, AuthMethods):
         self._restored_index = 0  # the last snapshot Raft accepted from the leader
         self._stashed: dict[tuple[int, int], str] = {}  # (index, term) of that snapshot -> its database
         self._checkpoint: asyncio.Task | None = None
+        # held while a worker thread copies the backend, and by a defrag (which closes it)
+        self._copy_lock = asyncio.Lock()
         self._leaving: asyncio.Task | None = None
         self._peer_ids: set[int] = set()  # the transport's peers
         self._peer_lookup: asyncio.Task | None = None
@@ -209,10 +213,10 @@ class EtcdServer(LeaseMethods, AuthMethods):
     async def wait_removed_or_stopped(self) -> None:
         await self._stopped.wait()
 
-    def _use_backend(self, backend: Backend) -> None:
+    def _use_backend(self, backend: Backend, *, same_contents: bool = False) -> None:
         self.backend = backend
         backend.on_batch_opened = self._schedule_batch_commit
-        self.lessor.use_backend(backend)
+        self.lessor.use_backend(backend, same_contents=same_contents)
         self.store = KVStore(backend, leases=self.lessor)
         self.applier = Applier(self.store)
         self.lessor.register(self.applier)
@@ -427,9 +431,10 @@ class EtcdServer(LeaseMethods, AuthMethods):
     async def snapshot_copy(self) -> tuple[str, raft_pb2.SnapshotMetadata]:
         """A consistent copy of the backend for a follower, and what it holds: everything
         applied (the batch is committed first)."""
-        self.backend.commit()
-        name = uuid.UUID(int=self.platform.rng.getrandbits(128)).hex
-        return await asyncio.to_thread(snapshot.make_copy, self.backend, self.cfg.snap_dir, name)
+        async with self._copy_lock:
+            self.backend.commit()
+            name = uuid.UUID(int=self.platform.rng.getrandbits(128)).hex
+            return await asyncio.to_thread(snapshot.make_copy, self.backend, self.cfg.snap_dir, name)
 
     # ---- snapshots from the leader -------------------------------------------------------------
 
@@ -471,12 +476,7 @@ class EtcdServer(LeaseMethods, AuthMethods):
         # No await from here until the new backend is in use: nothing may touch a closed one.
         if self.applied_index >= meta.index:
             self.platform.fatal(f"raft installs snapshot {meta.index}, but {self.applied_index} is applied", None)
-        watched_rev = self.store.rev
-        self.backend.close()
-        snapshot.swap_in(self.fs, stash, self.cfg.backend_path)
-        self._use_backend(Backend(self.cfg.backend_path, fs=self.fs))
-        self.compactor.notify()  # the new database may carry a compaction of its own to finish
-        self.watchable.restore(watched_rev)
+        self._swap_backend(stash)
         if self.store.consistent_index != meta.index:
             self.platform.fatal(f"the installed database holds index {self.store.consistent_index}, "
                                 f"not the snapshot's {meta.index}", None)
@@ -488,6 +488,20 @@ class EtcdServer(LeaseMethods, AuthMethods):
         if self.member_id in self.membership.removed:
             self._removed_from_cluster()
         self._wake_applied_waiters()
+
+    def _swap_backend(self, stash: str, *, defragmented: bool = False) -> None:
+        """Close the backend, move the database file ``stash`` (fsynced) in its place and use it.
+        Blocking, and no await inside: nothing may touch the closed backend. A defragmented
+        copy holds exactly what the backend held; the old file is fsynced before its checkpoint
+        goes (snapshot.swap_in), so a power loss before the rename finds it whole."""
+        watched_rev = self.store.rev
+        self.backend.close()
+        if defragmented:
+            fsync_file(self.fs, self.backend.data_file)
+        snapshot.swap_in(self.fs, stash, self.cfg.backend_path)
+        self._use_backend(Backend(self.cfg.backend_path, fs=self.fs), same_contents=defragmented)
+        self.compactor.notify()  # the new database may carry a compaction of its own to finish
+        self.watchable.restore(watched_rev)
 
     # ---- peer transport callbacks --------------------------------------------------------------
 
@@ -736,6 +750,34 @@ class EtcdServer(LeaseMethods, AuthMethods):
             crc, _ = view.hash_kv(req.revision)
             compact_rev = view.compact_rev
         return rpc_pb2.HashKVResponse(header=self.header(), hash=crc, compact_revision=compact_rev)
+
+    async def defragment(self, req: rpc_pb2.DefragmentRequest) -> rpc_pb2.DefragmentResponse:
+        """etcd's defrag: a compact copy of the database replaces the file. As in etcd the member
+        stops while it runs (no await from the copy to the reopened backend: applies, reads and
+        writes arriving meanwhile wait, then run on the new file)."""
+        self.check_maintenance_admin()
+        async with self._copy_lock:
+            self._defragment()
+        return rpc_pb2.DefragmentResponse()  # etcd 3.5.1 answers without a header
+
+    def _defragment(self) -> None:
+        path = os.path.join(self.cfg.backend_path, checkpoint.DATA_FILE)
+        size, in_use = self.backend.size(), self.backend.size_in_use()
+        log(logger, logging.INFO, "defragmenting", path=path, **{
+            "current-db-size-bytes": size, "current-db-size": humanize_bytes(size),
+            "current-db-size-in-use-bytes": in_use, "current-db-size-in-use": humanize_bytes(in_use)})
+        started = time.monotonic()
+        self.backend.commit()
+        name = uuid.UUID(int=self.platform.rng.getrandbits(128)).hex
+        copy, _ = snapshot.make_copy(self.backend, self.cfg.snap_dir, f"defrag-{name}")
+        fsync_file(self.fs, copy)
+        self._swap_backend(copy, defragmented=True)
+        new_size, new_in_use = self.backend.size(), self.backend.size_in_use()
+        log(logger, logging.INFO, "finished defragmenting directory", path=path, **{
+            "current-db-size-bytes-diff": new_size - size, "current-db-size-bytes": new_size,
+            "current-db-size": humanize_bytes(new_size), "current-db-size-in-use-bytes-diff": new_in_use - in_use,
+            "current-db-size-in-use-bytes": new_in_use, "current-db-size-in-use": humanize_bytes(new_in_use),
+            "took": duration_string(time.monotonic() - started)})
 
     async def move_leader(self, req: rpc_pb2.MoveLeaderRequest) -> rpc_pb2.MoveLeaderResponse:
         if not self.is_leader:

@@ -93,9 +93,12 @@ class Lessor:
 
     # ---- the backend ---------------------------------------------------------------------
 
-    def use_backend(self, backend: Backend) -> None:
-        """Rebuild every map from the backend (at start, after a snapshot install)."""
+    def use_backend(self, backend: Backend, *, same_contents: bool = False) -> None:
+        """Rebuild every map from the backend (at start, after a snapshot install); a backend
+        that holds what the last one held (a defragmented copy) keeps the maps and expiries."""
         self._db = backend.db("lease")
+        if same_contents:
+            return
         self.leases, self.key_lease = {}, {}
         with backend.begin_read() as txn:
             # (a lease's record sorts before its attachments: its key is their prefix)

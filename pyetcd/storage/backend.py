@@ -61,7 +61,7 @@ class Backend(_Buckets):
         makedirs_durably(fs, path)
         self.path = path
         self._fs = fs
-        self._data_file = os.path.join(path, checkpoints.DATA_FILE)
+        self.data_file = os.path.join(path, checkpoints.DATA_FILE)
         self.restored = checkpoints.restore_if_power_lost(fs, path)
         self.env = lmdb.open(path, map_size=map_size, subdir=True, sync=False, metasync=False,
                              readahead=False, max_dbs=16, lock=True)
@@ -119,7 +119,7 @@ class Backend(_Buckets):
         self.commit()
         psize = self.env.stat()["psize"]
         pin = self.env.begin()
-        page = checkpoints.read_meta_page(self._fs, self._data_file, psize, pin.id())
+        page = checkpoints.read_meta_page(self._fs, self.data_file, psize, pin.id())
         if page is None:
             pin.abort()
             raise checkpoints.CheckpointError("the newest meta page does not name the newest transaction")
@@ -132,7 +132,7 @@ class Backend(_Buckets):
                 if self._pin is not None and self._pin.id() >= pin.id():
                     pin.abort()  # a newer checkpoint finished first: never go back to an older one (sim F13)
                     return index
-                fsync_file(self._fs, self._data_file)
+                fsync_file(self._fs, self.data_file)
                 checkpoints.save(self._fs, self.path, checkpoints.Checkpoint(pin.id(), index, self._fs.boot_id(), page))
                 previous, self._pin = self._pin, pin
                 if previous is not None:

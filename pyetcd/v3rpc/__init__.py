@@ -7,16 +7,20 @@ method by its path, behind the interceptors (``interceptor.py``).
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pyetcd.embed.grpc import GrpcMethod
 from pyetcd.embed.serve import unary_methods
+from pyetcd.logutil import log
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server.auth.api import PROPOSED_AS
 from pyetcd.server.etcdserver import EtcdServer
 from pyetcd.v3rpc.interceptor import intercept
 from pyetcd.v3rpc.snapshot import snapshot_stream
 from pyetcd.v3rpc.watch import WatchServer
+
+logger = logging.getLogger("pyetcd.v3rpc")
 
 
 class _Service:
@@ -53,6 +57,12 @@ class Maintenance(_Service):
 
     async def HashKV(self, req, ctx):
         return await self.server.hash_kv(req)
+
+    async def Defragment(self, req, ctx):
+        log(logger, logging.INFO, "starting defragment")
+        resp = await self.server.defragment(req)
+        log(logger, logging.INFO, "finished defragment")
+        return resp
 
     def Snapshot(self, req, ctx):
         return snapshot_stream(self.server)

@@ -18,7 +18,8 @@ SCENARIOS = os.path.join(os.path.dirname(ETCD_DIFF), "scenarios")
 # the scenario files whose features are built: the KV API, watches, leases, auth and 3-member clusters
 SERVER_FILES = ["01-kv-basic.txt", "02-put-del-options.txt", "03-txn.txt", "04-compaction.txt",
                 "05-watch.txt", "06-lease.txt", "15-cluster-3.txt", "16-output-formats.txt",
-                "09-lock-elect.txt", "18-compaction-watch-hashkv.txt", "08-auth.txt"]
+                "09-lock-elect.txt", "18-compaction-watch-hashkv.txt", "08-auth.txt",
+                "07-maintenance.txt", "17-output-formats-more.txt"]
 
 pytestmark = pytest.mark.skipif(not (os.path.exists(ETCD_DIFF) and have_ref()),
                                 reason="needs ../shared/conformance and the real etcd binaries")
