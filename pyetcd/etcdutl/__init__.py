@@ -68,29 +68,18 @@ class _Exit(Exception):
 
 
 def _parse(args: list[str], known: dict) -> tuple[dict, list[str]]:
-    """pflag-style flags (``--name value``, ``--name=value``, ``-w value``) -> (values, positional)."""
-    values, positional = dict(known), []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg.startswith("-") and arg != "-":
-            name, eq, value = arg.lstrip("-").partition("=")
-            name = {"w": "write-out", "h": "help"}.get(name, name)
-            if name not in known:
-                raise _Exit(EXIT_ERROR, f"unknown flag: {arg.split('=')[0]}")
-            if isinstance(known[name], bool):
-                values[name] = value.lower() in ("", "true", "1", "t") if eq else True
-            elif eq:
-                values[name] = value
-            else:
-                i += 1
-                if i >= len(args):
-                    raise _Exit(EXIT_ERROR, f"flag needs an argument: {arg}")
-                values[name] = args[i]
-        else:
-            positional.append(arg)
-        i += 1
-    return values, positional
+    """pflag parsing (etcdctl's FlagSet), ``-w/--write-out`` and ``-h/--help`` global: (values, positional)."""
+    from pyetcd.etcdctl.flags import FlagError, FlagSet
+
+    flags = FlagSet()
+    for name, default in known.items():
+        flags.add(name, "bool" if isinstance(default, bool) else "string", default, "",
+                  {"write-out": "w", "help": "h"}.get(name, ""))
+    try:
+        positional = flags.parse(args)
+    except FlagError as e:
+        raise _Exit(EXIT_ERROR, str(e)) from None
+    return {name: flags[name] for name in known}, positional
 
 
 def _data_dir_command(args: list[str], known: dict, short: str, usage: str) -> tuple[dict, list[str]] | None:
@@ -192,7 +181,6 @@ def _defrag(args: list[str]) -> None:
     import os
     import time
 
-    from pyetcd.etcdctl.gofmt import humanize_bytes
     from pyetcd.fileutil import OS
     from pyetcd.server import snapshot
     from pyetcd.server.config import ServerConfig
@@ -210,13 +198,9 @@ def _defrag(args: list[str]) -> None:
              error=f"open {path}: no such file or directory")
         sys.exit(2)
 
-    def sizes(backend: Backend, suffix: str = "") -> dict:
-        size, in_use = backend.size(), backend.size_in_use()
-        return {f"current-db-size-bytes{suffix}": size, "current-db-size": humanize_bytes(size),
-                f"current-db-size-in-use-bytes{suffix}": in_use, "current-db-size-in-use": humanize_bytes(in_use)}
     start = time.monotonic()
     backend = Backend(path, fs=OS)  # (first back to its checkpoint, if the machine went down)
-    before = sizes(backend)
+    before = snapshot.db_sizes(backend)
     _log("backend/backend.go", "defragmenting", path=path, **before)
     try:
         copy, _ = snapshot.make_copy(backend, cfg.snap_dir, "defrag")
@@ -225,16 +209,11 @@ def _defrag(args: list[str]) -> None:
     snapshot.swap_in(OS, copy, path)  # as a snapshot install swaps: durable at every step
     backend = Backend(path, fs=OS)
     try:
-        after = sizes(backend)
+        after = snapshot.db_sizes(backend)
     finally:
         backend.close()
     _log("backend/backend.go", "finished defragmenting directory", path=path,
-         **{"current-db-size-bytes-diff": after["current-db-size-bytes"] - before["current-db-size-bytes"],
-            "current-db-size-bytes": after["current-db-size-bytes"], "current-db-size": after["current-db-size"],
-            "current-db-size-in-use-bytes-diff":
-                after["current-db-size-in-use-bytes"] - before["current-db-size-in-use-bytes"],
-            "current-db-size-in-use-bytes": after["current-db-size-in-use-bytes"],
-            "current-db-size-in-use": after["current-db-size-in-use"], "took": round(time.monotonic() - start, 9)})
+         **snapshot.defrag_result(before, after), took=round(time.monotonic() - start, 9))
 
 
 def main(argv: list[str] | None = None) -> None:

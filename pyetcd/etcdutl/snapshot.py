@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import zlib
 from dataclasses import dataclass
 
@@ -36,30 +37,33 @@ def _go_bytes(data: bytes) -> str:
     return "[" + " ".join(str(b) for b in data) + "]"
 
 
-def database_bytes(path: str, skip_hash_check: bool = False) -> bytes:
-    """The database in the snapshot file, its SHA-256 checked (as etcd: a file whose size is a
-    whole number of 512-byte blocks plus 32 has one; a copy of a data dir's file has none and
-    needs ``skip_hash_check``)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    has_hash = len(data) % 512 == SHA_SIZE
-    if has_hash:
-        db, want = data[:-SHA_SIZE], data[-SHA_SIZE:]
-        if not skip_hash_check:
-            got = hashlib.sha256(db).digest()
-            if got != want:
-                raise SnapshotError(f"expected sha256 {_go_bytes(want)}, got {_go_bytes(got)}")
-        return db
-    if not skip_hash_check:
+def _has_hash(size: int) -> bool:
+    """As etcd decides: a file of whole 512-byte blocks plus 32 bytes ends with its SHA-256."""
+    return size % 512 == SHA_SIZE
+
+
+def copy_database(path: str, dest: str, skip_hash_check: bool = False) -> None:
+    """Copy the database in the snapshot file to ``dest`` (streamed), its SHA-256 checked; a
+    copy of a data dir's file has none and needs ``skip_hash_check``."""
+    size = os.path.getsize(path)
+    has_hash = _has_hash(size)
+    if not has_hash and not skip_hash_check:
         raise SnapshotError("snapshot missing hash but --skip-hash-check=false")
-    return data
+    digest, left = hashlib.sha256(), size - (SHA_SIZE if has_hash else 0)
+    with open(path, "rb") as src, open(dest, "wb") as out:
+        while left:
+            chunk = src.read(min(left, 1 << 20))
+            digest.update(chunk)
+            out.write(chunk)
+            left -= len(chunk)
+        want = src.read()
+    if has_hash and not skip_hash_check and digest.digest() != want:
+        raise SnapshotError(f"expected sha256 {_go_bytes(want)}, got {_go_bytes(digest.digest())}")
 
 
 def status(path: str) -> Status:
-    os.stat(path)  # (a missing file is reported as such)
-    with open(path, "rb") as f:
-        size = len(f.read())
-    size -= SHA_SIZE if size % 512 == SHA_SIZE else 0
+    size = os.path.getsize(path)  # (a missing file is reported as such)
+    size -= SHA_SIZE if _has_hash(size) else 0
     try:
         env = lmdb.open(path, subdir=False, readonly=True, lock=False, max_dbs=16)
     except lmdb.Error:
@@ -91,14 +95,21 @@ def restore(path: str, cfg, skip_hash_check: bool = False) -> None:
     from pyetcd.storage import checkpoint
     from pyetcd.storage.backend import Backend
 
-    db = database_bytes(path, skip_hash_check)
     if os.path.exists(cfg.data_dir) and (not os.path.isdir(cfg.data_dir) or os.listdir(cfg.data_dir)):
         raise SnapshotError(f'data-dir "{cfg.data_dir}" not empty or could not be read')
+    os.stat(path)  # (before anything is made: a missing file is reported as such)
+    existed = os.path.isdir(cfg.data_dir)
     makedirs_durably(OS, cfg.backend_path)
     makedirs_durably(OS, cfg.snap_dir)
     data_file = os.path.join(cfg.backend_path, checkpoint.DATA_FILE)
-    with open(data_file, "wb") as f:
-        f.write(db)
+    try:
+        copy_database(path, data_file, skip_hash_check)
+    except SnapshotError:  # leave the data dir as it was: empty, or not there
+        for name in os.listdir(cfg.data_dir) if existed else ():
+            shutil.rmtree(os.path.join(cfg.data_dir, name))
+        if not existed:
+            shutil.rmtree(cfg.data_dir)
+        raise
     fsync_file(OS, data_file)
     backend = Backend(cfg.backend_path, fs=OS)
     try:

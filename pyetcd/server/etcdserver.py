@@ -23,7 +23,7 @@ from pyetcd import ETCD_VERSION, errors
 from pyetcd.logutil import log
 from pyetcd.proto.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd.proto.raftpb import raft_pb2
-from pyetcd.etcdctl.gofmt import duration_string, humanize_bytes
+from pyetcd.etcdctl.gofmt import duration_string
 from pyetcd.fileutil import fsync_file
 from pyetcd.raft import Config, ProposalDropped, RawNode, ReadState, SoftState
 from pyetcd.server import bootstrap, checks, snapshot
@@ -762,22 +762,17 @@ class EtcdServer(LeaseMethods, AuthMethods):
 
     def _defragment(self) -> None:
         path = os.path.join(self.cfg.backend_path, checkpoint.DATA_FILE)
-        size, in_use = self.backend.size(), self.backend.size_in_use()
-        log(logger, logging.INFO, "defragmenting", path=path, **{
-            "current-db-size-bytes": size, "current-db-size": humanize_bytes(size),
-            "current-db-size-in-use-bytes": in_use, "current-db-size-in-use": humanize_bytes(in_use)})
+        before = snapshot.db_sizes(self.backend)
+        log(logger, logging.INFO, "defragmenting", path=path, **before)
         started = time.monotonic()
         self.backend.commit()
         name = uuid.UUID(int=self.platform.rng.getrandbits(128)).hex
         copy, _ = snapshot.make_copy(self.backend, self.cfg.snap_dir, f"defrag-{name}")
         fsync_file(self.fs, copy)
         self._swap_backend(copy, defragmented=True)
-        new_size, new_in_use = self.backend.size(), self.backend.size_in_use()
-        log(logger, logging.INFO, "finished defragmenting directory", path=path, **{
-            "current-db-size-bytes-diff": new_size - size, "current-db-size-bytes": new_size,
-            "current-db-size": humanize_bytes(new_size), "current-db-size-in-use-bytes-diff": new_in_use - in_use,
-            "current-db-size-in-use-bytes": new_in_use, "current-db-size-in-use": humanize_bytes(new_in_use),
-            "took": duration_string(time.monotonic() - started)})
+        log(logger, logging.INFO, "finished defragmenting directory", path=path,
+            **snapshot.defrag_result(before, snapshot.db_sizes(self.backend)),
+            took=duration_string(time.monotonic() - started))
 
     async def move_leader(self, req: rpc_pb2.MoveLeaderRequest) -> rpc_pb2.MoveLeaderResponse:
         if not self.is_leader:

@@ -99,3 +99,22 @@ def finish_install(fs: FileSystem, snap_dir: str, backend_dir: str, marker_index
             else:
                 fs.unlink(path)
     return swapped
+
+
+def db_sizes(backend: Backend) -> dict[str, object]:
+    """The database's size fields of etcd's defrag log lines."""
+    from pyetcd.etcdctl.gofmt import humanize_bytes
+
+    size, in_use = backend.size(), backend.size_in_use()
+    return {"current-db-size-bytes": size, "current-db-size": humanize_bytes(size),
+            "current-db-size-in-use-bytes": in_use, "current-db-size-in-use": humanize_bytes(in_use)}
+
+
+def defrag_result(before: dict[str, object], after: dict[str, object]) -> dict[str, object]:
+    """etcd's "finished defragmenting directory" fields: the sizes after, and how they changed."""
+    return {"current-db-size-bytes-diff": after["current-db-size-bytes"] - before["current-db-size-bytes"],
+            "current-db-size-bytes": after["current-db-size-bytes"], "current-db-size": after["current-db-size"],
+            "current-db-size-in-use-bytes-diff":
+                after["current-db-size-in-use-bytes"] - before["current-db-size-in-use-bytes"],
+            "current-db-size-in-use-bytes": after["current-db-size-in-use-bytes"],
+            "current-db-size-in-use": after["current-db-size-in-use"]}

@@ -10,6 +10,7 @@ from typing import Iterator
 import grpc
 import pytest
 
+from auth_users import setup_users
 from both_servers import SERVERS
 from pyetcd import errors
 from pyetcd.client import Client
@@ -18,20 +19,6 @@ from pyetcd.server.auth.api import FAILED_LOGIN_BASE_DELAY
 from servers import PYETCD, Server, cluster, require_ref, start_all, wait_for
 
 DENIED_WATCH = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
-
-
-def _setup(url: str) -> None:
-    """root, alice reading and writing foo/*, nop (no password); auth on."""
-    with Client([url]) as c:
-        c.user_add("root", "rootpw")
-        c.role_add("root")
-        c.user_grant_role("root", "root")
-        c.user_add("alice", "alicepw")
-        c.role_add("foo-rw")
-        c.role_grant_permission("foo-rw", "readwrite", "foo/", prefix=True)
-        c.user_grant_role("alice", "foo-rw")
-        c.user_add("nop", no_password=True)
-        c.auth_enable()
 
 
 def _token(url: str, user: str, password: str) -> str:
@@ -51,7 +38,7 @@ def authed(request, tmp_path_factory) -> Iterator[Server]:
     server = Server(SERVERS[request.param](), str(tmp_path_factory.mktemp("authed") / "infra0.etcd"),
                     extra=["--auth-token-ttl", "2"]).start()
     try:
-        _setup(server.url)
+        setup_users(server.url)
         yield server
     finally:
         server.stop()
@@ -178,7 +165,7 @@ def test_lease_expiry_revokes_with_auth_on(authed):
 def test_auth_survives_a_restart_and_tokens_do_not(tmp_path):
     server = Server(PYETCD, str(tmp_path / "infra0.etcd")).start()
     try:
-        _setup(server.url)
+        setup_users(server.url)
         token = _token(server.url, "root", "rootpw")
         with Client([server.url], user="root", password="rootpw") as root:
             before = root.auth_status().authRevision
@@ -205,7 +192,7 @@ def test_a_login_on_one_member_works_on_every_member(tmp_path):
     members = cluster(PYETCD, str(tmp_path), 3)
     start_all(members)
     try:
-        _setup(members[0].url)
+        setup_users(members[0].url)
         token = _token(members[0].url, "alice", "alicepw")  # assigned when the login applied: everywhere
         for m in members:
             with grpc.insecure_channel(m.endpoint) as ch:
@@ -235,7 +222,7 @@ def test_a_login_on_one_member_works_on_every_member(tmp_path):
 def test_failed_logins_slow_down_and_no_secret_is_logged(tmp_path):
     server = Server(PYETCD, str(tmp_path / "infra0.etcd")).start()
     try:
-        _setup(server.url)
+        setup_users(server.url)
         with grpc.insecure_channel(server.endpoint) as ch:
             auth = rpc_pb2_grpc.AuthStub(ch)
             took = []
@@ -288,7 +275,7 @@ def test_jwt_tokens(server_kind, kind, method, tmp_path):
     server = Server(SERVERS[server_kind](), str(tmp_path / "infra0.etcd"),
                     extra=["--auth-token", f"jwt,pub-key={pub},priv-key={priv},sign-method={method},ttl=10m"]).start()
     try:
-        _setup(server.url)
+        setup_users(server.url)
         token = _token(server.url, "alice", "alicepw")
         header, claims = (json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
                           for part in token.split(".")[:2])
@@ -332,3 +319,35 @@ def test_bad_auth_token_options_stop_the_start(server_kind, spec, error, tmp_pat
         server.stop()
     with open(server.log_path) as f:
         assert error in f.read()
+
+
+def test_a_follower_gets_the_auth_state_with_a_snapshot(tmp_path):
+    """A member that was down while auth was set up catches up by snapshot install: its auth store
+    comes with the database, and it checks permissions (serializable reads: its own) alike."""
+    members = cluster(PYETCD, str(tmp_path), 3, extra=["--snapshot-count", "20",
+                                                       "--experimental-snapshot-catchup-entries", "5"])
+    start_all(members)
+    try:
+        late = members[2]
+        late.stop()
+        setup_users(members[0].url)
+        with Client([members[0].url], user="root", password="rootpw") as root:
+            for i in range(60):
+                root.put(f"foo/{i}", "v")
+            root.put("bar", "b")
+        late.start()
+        with Client([late.url], user="root", password="rootpw") as root:
+            wait_for(lambda: root.get("bar", serializable=True).count == 1, 30, "the late member to catch up")
+        with open(late.log_path) as f:
+            assert "installed database snapshot" in f.read()
+        token = _token(late.url, "alice", "alicepw")
+        with grpc.insecure_channel(late.endpoint) as ch:
+            kv = rpc_pb2_grpc.KVStub(ch)
+            got = kv.Range(rpc_pb2.RangeRequest(key=b"foo/59", serializable=True), metadata=_md(token), timeout=10)
+            assert got.kvs[0].value == b"v"
+            with pytest.raises(grpc.RpcError) as exc:
+                kv.Range(rpc_pb2.RangeRequest(key=b"bar", serializable=True), metadata=_md(token), timeout=10)
+            assert exc.value.details() == "etcdserver: permission denied"
+    finally:
+        for m in members:
+            m.stop()

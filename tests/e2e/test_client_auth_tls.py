@@ -14,21 +14,11 @@ import trustme
 from pyetcd import errors
 from pyetcd.client import TLS, AsyncClient, Client
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from auth_users import add_root_and_alice
 from both_servers import SERVERS
 from servers import Server, etcdctl, ref_bin, require_ref, wait_for
 
 PYETCDCTL = [sys.executable, "-m", "pyetcd.etcdctl"]
-
-
-def _setup_users(c) -> None:
-    """root (role root), alice reading foo/*, auth on: the same with either client."""
-    c.user_add("root", "rootpw")
-    c.role_add("root")
-    c.user_grant_role("root", "root")
-    c.user_add("alice", "alicepw")
-    c.role_add("reader")
-    c.role_grant_permission("reader", "read", "foo/", prefix=True)
-    c.user_grant_role("alice", "reader")
 
 
 @pytest.fixture(params=list(SERVERS))
@@ -46,7 +36,7 @@ def auth_etcd(request, tmp_path_factory) -> Iterator[Server]:
 def test_auth_api_login_and_token_renewal(auth_etcd):
     url = auth_etcd.url
     with Client([url]) as c:
-        _setup_users(c)
+        add_root_and_alice(c, "reader", "read")
         c.put("foo/1", "one")
         c.put("bar", "x")
         assert list(c.user_list().users) == ["alice", "root"]

@@ -11,9 +11,9 @@ from typing import Iterator
 
 import pytest
 
+from auth_users import setup_users
 from both_servers import SERVERS
 from pypi_venvs import venv_python
-from pyetcd.client import Client
 from servers import Server, require_ref
 
 PROBES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pypi_probes")
@@ -25,15 +25,7 @@ def authed(request, tmp_path_factory) -> Iterator[Server]:
         require_ref()
     server = Server(SERVERS[request.param](), str(tmp_path_factory.mktemp("pypi-auth") / "infra0.etcd")).start()
     try:
-        with Client([server.url]) as c:
-            c.user_add("root", "rootpw")
-            c.role_add("root")
-            c.user_grant_role("root", "root")
-            c.user_add("alice", "alicepw")
-            c.role_add("foo-rw")
-            c.role_grant_permission("foo-rw", "readwrite", "foo/", prefix=True)
-            c.user_grant_role("alice", "foo-rw")
-            c.auth_enable()
+        setup_users(server.url)
         yield server
     finally:
         server.stop()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import OrderedDict
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -82,7 +83,8 @@ class AuthMethods:
         self.auth = new_auth_store(self)
         self.bcrypt_cost: int = self.cfg["bcrypt-cost"]
         self._failed_logins: OrderedDict[str, int] = OrderedDict()
-        self._login_locks: dict[str, asyncio.Lock] = {}
+        # one login check per name at a time; a lock goes once no login of its name holds it
+        self._login_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._unknown_user_hash = b""  # checked against when the user does not exist: as slow
 
     def caller_info(self: EtcdServer) -> AuthInfo | None:
@@ -124,12 +126,8 @@ class AuthMethods:
         if not self.auth.enabled:
             raise errors.ErrAuthNotEnabled
         lock = self._login_locks.setdefault(req.name, asyncio.Lock())
-        try:
-            async with lock:
-                await self._check_password(req.name, req.password)
-        finally:
-            if not lock.locked() and not lock._waiters:  # (nobody else is logging in as this user)
-                self._login_locks.pop(req.name, None)
+        async with lock:
+            await self._check_password(req.name, req.password)
         outside = caller.set(None)  # a login needs no identity (a stale token must not fail it)
         try:
             login = raft_internal_pb2.InternalAuthenticateRequest(name=req.name, simple_token=self.auth.tokens.prefix())
