@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import time
 import uuid
@@ -23,7 +22,6 @@ from pyetcd import ETCD_VERSION, errors
 from pyetcd.logutil import log
 from pyetcd.proto.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd.proto.raftpb import raft_pb2
-from pyetcd.etcdctl.gofmt import duration_string
 from pyetcd.fileutil import fsync_file
 from pyetcd.raft import Config, ProposalDropped, RawNode, ReadState, SoftState
 from pyetcd.server import bootstrap, checks, snapshot
@@ -32,6 +30,7 @@ from pyetcd.server.apply import Applier
 from pyetcd.server.auth.api import AuthMethods, caller
 from pyetcd.server.compaction import Compactor
 from pyetcd.server.config import ServerConfig, parse_duration
+from pyetcd.server.defrag import DefragMethods
 from pyetcd.server.idutil import RequestIDs
 from pyetcd.server.lease_api import LeaseMethods, new_lessor
 from pyetcd.server.membership import MemberChange, Membership, added_member_id
@@ -41,7 +40,6 @@ from pyetcd.server.quota import BackendQuota, put_cost, txn_cost
 from pyetcd.server.raft_node import RaftNode
 from pyetcd.server.v3compactor import AutoCompactor, parse_retention
 from pyetcd.server.read_index import ReadIndex
-from pyetcd.storage import checkpoint
 from pyetcd.storage.backend import Backend
 from pyetcd.storage.mvcc import KVStore
 from pyetcd.storage.watchable_store import WatchableStore
@@ -84,7 +82,7 @@ _CONF_CHANGE_TYPE = {
 }
 
 
-class EtcdServer(LeaseMethods, AuthMethods):
+class EtcdServer(LeaseMethods, AuthMethods, DefragMethods):
     """One etcd member. Create, ``await start()``, serve, ``await stop()``."""
 
     def __init__(self, cfg: ServerConfig, platform: Platform | None = None) -> None:
@@ -116,8 +114,9 @@ class EtcdServer(LeaseMethods, AuthMethods):
         self._restored_index = 0  # the last snapshot Raft accepted from the leader
         self._stashed: dict[tuple[int, int], str] = {}  # (index, term) of that snapshot -> its database
         self._checkpoint: asyncio.Task | None = None
-        # held while a worker thread copies the backend, and by a defrag (which closes it)
+        # held while a worker thread copies the backend, and by a snapshot install (which closes it)
         self._copy_lock = asyncio.Lock()
+        self._defrag_lock = asyncio.Lock()
         self._leaving: asyncio.Task | None = None
         self._peer_ids: set[int] = set()  # the transport's peers
         self._peer_lookup: asyncio.Task | None = None
@@ -471,12 +470,13 @@ class EtcdServer(LeaseMethods, AuthMethods):
         stash = self._stashed.pop((meta.index, meta.term), None)
         if stash is None:
             self.platform.fatal(f"raft installs snapshot {meta.index}@{meta.term}, whose database is not here", None)
-        self.fs.fsync_dir(self.cfg.snap_dir)
-        await asyncio.to_thread(self.raft.wal.save_snapshot, meta.index, meta.term, discard_log=True)
-        # No await from here until the new backend is in use: nothing may touch a closed one.
-        if self.applied_index >= meta.index:
-            self.platform.fatal(f"raft installs snapshot {meta.index}, but {self.applied_index} is applied", None)
-        self._swap_backend(stash)
+        async with self._copy_lock:  # (a worker thread copying the backend finishes first)
+            self.fs.fsync_dir(self.cfg.snap_dir)
+            await asyncio.to_thread(self.raft.wal.save_snapshot, meta.index, meta.term, discard_log=True)
+            # No await from here until the new backend is in use: nothing may touch a closed one.
+            if self.applied_index >= meta.index:
+                self.platform.fatal(f"raft installs snapshot {meta.index}, but {self.applied_index} is applied", None)
+            self._swap_backend(stash)
         if self.store.consistent_index != meta.index:
             self.platform.fatal(f"the installed database holds index {self.store.consistent_index}, "
                                 f"not the snapshot's {meta.index}", None)
@@ -750,29 +750,6 @@ class EtcdServer(LeaseMethods, AuthMethods):
             crc, _ = view.hash_kv(req.revision)
             compact_rev = view.compact_rev
         return rpc_pb2.HashKVResponse(header=self.header(), hash=crc, compact_revision=compact_rev)
-
-    async def defragment(self, req: rpc_pb2.DefragmentRequest) -> rpc_pb2.DefragmentResponse:
-        """etcd's defrag: a compact copy of the database replaces the file. As in etcd the member
-        stops while it runs (no await from the copy to the reopened backend: applies, reads and
-        writes arriving meanwhile wait, then run on the new file)."""
-        self.check_maintenance_admin()
-        async with self._copy_lock:
-            self._defragment()
-        return rpc_pb2.DefragmentResponse()  # etcd 3.5.1 answers without a header
-
-    def _defragment(self) -> None:
-        path = os.path.join(self.cfg.backend_path, checkpoint.DATA_FILE)
-        before = snapshot.db_sizes(self.backend)
-        log(logger, logging.INFO, "defragmenting", path=path, **before)
-        started = time.monotonic()
-        self.backend.commit()
-        name = uuid.UUID(int=self.platform.rng.getrandbits(128)).hex
-        copy, _ = snapshot.make_copy(self.backend, self.cfg.snap_dir, f"defrag-{name}")
-        fsync_file(self.fs, copy)
-        self._swap_backend(copy, defragmented=True)
-        log(logger, logging.INFO, "finished defragmenting directory", path=path,
-            **snapshot.defrag_result(before, snapshot.db_sizes(self.backend)),
-            took=duration_string(time.monotonic() - started))
 
     async def move_leader(self, req: rpc_pb2.MoveLeaderRequest) -> rpc_pb2.MoveLeaderResponse:
         if not self.is_leader:

@@ -31,7 +31,7 @@ from pyetcd.storage.backend import Backend, BackendCopy
 from pyetcd.server.membership import Membership
 
 _STASH_RE = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.snap\.db$")
-_COPY_PREFIX = "send-"
+COPY_PREFIX = "send-"
 
 
 class SnapshotRefused(Exception):
@@ -50,7 +50,7 @@ def describe(path: str) -> raft_pb2.SnapshotMetadata:
 
 def make_copy(backend: Backend, snap_dir: str, name: str) -> tuple[str, raft_pb2.SnapshotMetadata]:
     """A compacted, consistent copy of the backend for a follower (blocking), and what it holds."""
-    tmp = os.path.join(snap_dir, f"{_COPY_PREFIX}{name}")
+    tmp = os.path.join(snap_dir, f"{COPY_PREFIX}{name}")
     os.makedirs(tmp)
     backend.copy_to(tmp, compact=True)
     path = tmp + ".db"
@@ -93,7 +93,7 @@ def finish_install(fs: FileSystem, snap_dir: str, backend_dir: str, marker_index
         if name == wanted:
             swap_in(fs, path, backend_dir)
             swapped = True
-        elif _STASH_RE.match(name) or name.startswith(_COPY_PREFIX) or name.endswith(".tmp"):
+        elif _STASH_RE.match(name) or name.startswith(COPY_PREFIX) or name.endswith(".tmp"):
             if fs.isdir(path):
                 fs.rmtree(path)
             else:

@@ -24,7 +24,7 @@ from pyetcd.fileutil import OS, FileSystem, fsync_file, makedirs_durably
 from pyetcd.storage import checkpoint as checkpoints
 
 # Named sub-databases opened at start. Dupsort ones hold many values per key (the key index).
-_DUPSORT = ("kindex", "klong")
+DUPSORT_BUCKETS = ("kindex", "klong")
 _BUCKETS = ("meta", "key", "kindex", "klong", "kbucket", "lease", "auth", "members", "alarm")
 
 _U64 = struct.Struct(">Q")
@@ -67,6 +67,7 @@ class Backend(_Buckets):
                              readahead=False, max_dbs=16, lock=True)
         self._pin: lmdb.Transaction | None = None
         self.pending: lmdb.Transaction | None = None  # the open batch
+        self._changed: set[tuple[lmdb._Database, bytes]] | None = None  # see record_changes
         # called when a batch opens (the server schedules its commit)
         self.on_batch_opened: Callable[[], None] | None = None
         self._lock = threading.Lock()
@@ -80,7 +81,7 @@ class Backend(_Buckets):
         key = name.encode()
         handle = self._dbs.get(key)
         if handle is None:
-            handle = self.env.open_db(key, dupsort=name in _DUPSORT)
+            handle = self.env.open_db(key, dupsort=name in DUPSORT_BUCKETS)
             self._dbs[key] = handle
         return handle
 
@@ -89,9 +90,28 @@ class Backend(_Buckets):
         opened it may use it (the server's loop)."""
         if self.pending is None:
             self.pending = self.env.begin(write=True)
+            if self._changed is not None:
+                self.pending = _RecordingTxn(self.pending, self._changed)
             if self.on_batch_opened is not None:
                 self.on_batch_opened()
         return self.pending
+
+    def record_changes(self) -> None:
+        """From now on remember every (bucket, key) written, until ``take_changes(stop=True)``
+        (an online defrag catches its copy up with them). The open batch is committed first."""
+        self.commit()
+        self._changed = set()
+
+    def take_changes(self, *, stop: bool = False) -> set[tuple[lmdb._Database, bytes]]:
+        """The (bucket, key)s written since the last call (committed first, so a read transaction
+        begun afterwards sees every one of them); ``stop`` ends the recording."""
+        self.commit()
+        changed = self._changed if self._changed is not None else set()
+        self._changed = None if stop else set()
+        return changed
+
+    def bucket_names(self) -> dict[lmdb._Database, str]:
+        return {handle: name.decode() for name, handle in self._dbs.items()}
 
     def commit(self) -> None:
         """Commit the batch, if one is open (not synced: see checkpoint)."""
@@ -177,6 +197,27 @@ class Backend(_Buckets):
         self.put_u64(txn, _CI_KEY, index)
         self.put_u64(txn, _TERM_KEY, term)
 
+
+
+class _RecordingTxn:
+    """A write transaction that notes the (bucket, key) of every put and delete."""
+
+    __slots__ = ("_txn", "_changed")
+
+    def __init__(self, txn: lmdb.Transaction, changed: set[tuple[lmdb._Database, bytes]]) -> None:
+        self._txn = txn
+        self._changed = changed
+
+    def put(self, key: bytes, value: bytes, *, db: lmdb._Database, **options: bool) -> bool:
+        self._changed.add((db, key))
+        return self._txn.put(key, value, db=db, **options)
+
+    def delete(self, key: bytes, value: bytes = b"", *, db: lmdb._Database) -> bool:
+        self._changed.add((db, key))
+        return self._txn.delete(key, value, db=db)
+
+    def __getattr__(self, name: str):  # reads, cursors, commit, abort
+        return getattr(self._txn, name)
 
 
 class BackendCopy(_Buckets):

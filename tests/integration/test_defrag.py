@@ -1,17 +1,23 @@
 """Maintenance.Defragment: a compact copy of the database replaces the file. Everything the
-member held survives it, requests arriving meanwhile wait and succeed, and a crash at any step
-of the swap (a process death, or a power loss with the page cache intact) restarts with every
-acknowledged write. Members run in this process on 127.0.0.1 free ports."""
+member held survives it, the member serves while the copy is made (writes meanwhile are caught
+up into the copy), and a crash at any step of the swap (a process death, or a power loss with
+the page cache intact) restarts with every acknowledged write. Members run in this process on
+127.0.0.1 free ports."""
 from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import types
+
+import pytest
 
 from pyetcd.fileutil import OSFileSystem
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.server import defrag
 from pyetcd.server.platform import Platform
+from pyetcd.storage.compact_copy import CompactCopy
 from test_member_seams import config, keys, leader, put
 
 ALL = dict(key=b"\0", range_end=b"\0")
@@ -112,6 +118,68 @@ async def test_requests_arriving_during_a_defrag_wait_and_succeed(tmp_path):
         assert len(set(revisions)) == len(revisions)
     finally:
         await server.stop()
+
+
+class HeldCopy(CompactCopy):
+    """A copy that, once made, waits in its worker thread until the test lets it go on."""
+    made = threading.Event()
+    go_on = threading.Event()
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        HeldCopy.made.set()
+        assert HeldCopy.go_on.wait(30), "the test never let the defrag go on"
+
+
+@pytest.fixture
+def held_copy(monkeypatch):
+    HeldCopy.made.clear()
+    HeldCopy.go_on.clear()
+    monkeypatch.setattr(defrag, "CompactCopy", HeldCopy)
+    yield HeldCopy
+    HeldCopy.go_on.set()
+
+
+async def test_the_member_serves_during_a_defrag_and_the_copy_catches_up(tmp_path, held_copy):
+    cfg = config(str(tmp_path / "m"))
+    server = await leader(cfg)
+    try:
+        lease = (await server.lease_grant(rpc_pb2.LeaseGrantRequest(TTL=600))).ID
+        await fill_and_compact(server, 1500)
+        running = asyncio.create_task(defragment(server))
+        async with asyncio.timeout(30):
+            while not held_copy.made.is_set():
+                await asyncio.sleep(0.01)
+        # the copy is made; everything below happens after it, while the defrag runs: more
+        # changed keys than one pass takes at the end, in every bucket that changes
+        long_key = b"long/" + b"k" * 600  # (the key index keeps long keys apart)
+        for i in range(defrag.FINAL_CHANGES + 500):
+            await server.put(rpc_pb2.PutRequest(key=b"during/%05d" % i, value=b"v%d" % i))
+        await server.put(rpc_pb2.PutRequest(key=long_key, value=b"long", lease=lease))
+        await server.put(rpc_pb2.PutRequest(key=b"during/00000", value=b"overwritten"))
+        await server.delete_range(rpc_pb2.DeleteRangeRequest(key=b"during/00001"))
+        revoked = (await server.lease_grant(rpc_pb2.LeaseGrantRequest(TTL=600))).ID
+        await server.lease_revoke(rpc_pb2.LeaseRevokeRequest(ID=revoked))
+        await server.user_add(rpc_pb2.AuthUserAddRequest(name="bob", password="pw"))
+        resp = await server.delete_range(rpc_pb2.DeleteRangeRequest(key=b"during/01", range_end=b"during/02"))
+        await server.compact(rpc_pb2.CompactionRequest(revision=resp.header.revision, physical=True))
+        assert not running.done()  # all of it answered while the defrag was under way
+        before = state(server)
+        hash_before = (await server.hash_kv(rpc_pb2.HashKVRequest())).hash
+        held_copy.go_on.set()
+        await running
+        assert state(server) == before
+        assert (await server.hash_kv(rpc_pb2.HashKVRequest())).hash == hash_before
+        assert not [name for name in os.listdir(cfg.snap_dir) if "defrag" in name]
+    finally:
+        await server.stop()
+    restarted = await leader(cfg)
+    try:
+        assert state(restarted)[:5] == before[:5]
+        kv = restarted.applier.range(rpc_pb2.RangeRequest(key=long_key)).kvs[0]
+        assert (kv.value, kv.lease) == (b"long", lease)
+    finally:
+        await restarted.stop()
 
 
 def abandon(server: EtcdServer) -> None:
