@@ -36,6 +36,7 @@ class FileSystem(Protocol):
     def rename(self, src: str, dst: str) -> None:
         """``os.replace``: dst is replaced atomically if it exists."""
     def unlink(self, path: str) -> None: ...
+    def link(self, src: str, dst: str) -> None: ...
     def listdir(self, path: str) -> list[str]: ...
     def makedirs(self, path: str) -> None:
         """Create path and its parents if missing (like ``os.makedirs(exist_ok=True)``)."""
@@ -60,6 +61,7 @@ class OSFileSystem:
     close = staticmethod(os.close)
     rename = staticmethod(os.replace)
     unlink = staticmethod(os.unlink)
+    link = staticmethod(os.link)
     listdir = staticmethod(os.listdir)
     isdir = staticmethod(os.path.isdir)
     exists = staticmethod(os.path.exists)

@@ -79,7 +79,12 @@ class DefragMethods:
             copy.catch_up(backend, backend.take_changes(stop=True))
             stash, copy = copy.finish(), None
             fsync_file(self.fs, stash)
+            # The old file's blocks are freed by the unlink of a second name afterwards, not
+            # by the rename over it, which would take their time inside the pause.
+            old = stash.removesuffix(".db") + ".old"
+            self.fs.link(backend.data_file, old)
             self._swap_backend(stash, defragmented=True)
+            await asyncio.to_thread(self.fs.unlink, old)
         finally:
             if copy is not None:
                 copy.discard()
