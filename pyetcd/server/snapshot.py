@@ -28,6 +28,7 @@ from pyetcd.fileutil import FileSystem
 from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.storage import checkpoint
 from pyetcd.storage.backend import Backend, BackendCopy
+from pyetcd.storage.compact_copy import CompactCopy
 from pyetcd.server.membership import Membership
 
 _STASH_RE = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.snap\.db$")
@@ -49,13 +50,8 @@ def describe(path: str) -> raft_pb2.SnapshotMetadata:
 
 
 def make_copy(backend: Backend, snap_dir: str, name: str) -> tuple[str, raft_pb2.SnapshotMetadata]:
-    """A compacted, consistent copy of the backend for a follower (blocking), and what it holds."""
-    tmp = os.path.join(snap_dir, f"{COPY_PREFIX}{name}")
-    os.makedirs(tmp)
-    backend.copy_to(tmp, compact=True)
-    path = tmp + ".db"
-    os.replace(os.path.join(tmp, checkpoint.DATA_FILE), path)
-    os.rmdir(tmp)
+    """A compact, consistent copy of the backend's committed state (blocking), and what it holds."""
+    path = CompactCopy(backend, os.path.join(snap_dir, f"{COPY_PREFIX}{name}")).finish()
     return path, describe(path)
 
 

@@ -171,11 +171,6 @@ class Backend(_Buckets):
         pages = 2 + sum(s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"] for s in stats)
         return pages * stats[0]["psize"]
 
-    def copy_to(self, path: str, compact: bool = True) -> None:
-        """A consistent copy of the committed state into directory ``path`` (snapshot, defrag)."""
-        os.makedirs(path, exist_ok=True)
-        self.env.copy(path, compact=compact)
-
     def close(self) -> None:
         """Commit the batch and close (a process that dies loses the batch instead)."""
         with self._lock:  # (a checkpoint finishing in a worker thread)

@@ -10,6 +10,7 @@ import pytest
 from pyetcd import errors
 from pyetcd.proto.mvccpb import kv_pb2
 from pyetcd.storage.backend import Backend
+from pyetcd.storage.compact_copy import CompactCopy
 from pyetcd.storage.keyindex import LONG, REV
 from pyetcd.storage.mvcc import KVStore
 from pyetcd.storage.watchable_store import encode_event
@@ -228,14 +229,19 @@ def test_backend_sizes_and_copy(tmp_path):
         write(store, *[("put", b"key%d" % i, b"x" * 100) for i in range(200)])
         backend.commit()  # (a copy holds the committed state)
         assert 0 < backend.size_in_use() <= backend.size()
-        backend.copy_to(str(tmp_path / "copy"))
-        assert os.path.exists(tmp_path / "copy" / "data.mdb")
+        write(store, *[("del", b"key%d" % i, None) for i in range(150)])
+        backend.commit()
+        path = CompactCopy(backend, str(tmp_path / "copy")).finish()
+        before = keys_at(store)
     finally:
         backend.close()
-    copy = Backend(str(tmp_path / "copy"))
+    os.makedirs(tmp_path / "restored")
+    os.replace(path, tmp_path / "restored" / "data.mdb")
+    copy = Backend(str(tmp_path / "restored"))
     try:
-        assert KVStore(copy).rev == 201
-        assert backend.db("lease") is not None
+        restored = KVStore(copy)
+        assert restored.rev == 351
+        assert keys_at(restored) == before and len(before) == 50
     finally:
         copy.close()
 

@@ -4,12 +4,14 @@ replaced under it; one starting below the compacted revision is told so."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 
 import pytest
 
 from pyetcd.proto.mvccpb import kv_pb2
 from pyetcd.storage.backend import Backend
+from pyetcd.storage.compact_copy import CompactCopy
 from pyetcd.storage.mvcc import KVStore
 from pyetcd.storage.watchable_store import Watcher, WatchableStore, encode_event
 from pyetcd.v3rpc.watch import _fragments
@@ -174,7 +176,9 @@ def test_a_replaced_store_resyncs_its_watchers_without_gap_or_repeat(member, tmp
         old_rev = member.store.rev
         # "the leader's" store: the same history, and more after it
         member.store.backend.commit()
-        member.store.backend.copy_to(str(tmp_path / "leader"))
+        copy = CompactCopy(member.store.backend, str(tmp_path / "copy")).finish()
+        os.makedirs(tmp_path / "leader")
+        os.replace(copy, tmp_path / "leader" / "data.mdb")
         leader = KVStore(Backend(str(tmp_path / "leader")))
         with leader.write() as lw:
             lw.put(b"b", b"x", 0, None)
