@@ -10,22 +10,29 @@ carries the auth token. ``/v3/watch`` and ``/v3/lease/keepalive`` stream ``{"res
 """
 from __future__ import annotations
 
-import base64
-import binascii
+import http
 import json
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from google.protobuf import json_format
+from google.protobuf import json_format, message_factory
 from google.protobuf.message import Message
 
 from pyetcd import errors
-from pyetcd.embed.grpc import UNARY, CallContext, Framed, GrpcMethod
+from pyetcd.embed.grpc import SERVER_STREAM, UNARY, CallContext, Framed, GrpcMethod
 from pyetcd.embed.http1 import HttpRequest, HttpResponse
+from pyetcd.httpapi.gojson import GoJsonError, Raw, decode_stream, fill
+from pyetcd.proto.etcdserverpb import rpc_pb2
 
-_JSON = [("Content-Type", "application/json")]
-_TEXT = [("Content-Type", "text/plain; charset=utf-8")]
+# etcd answers every request of its client HTTP mux with these (its CORS wrapper)
+CORS = [("Access-Control-Allow-Headers", "accept, content-type, authorization"),
+        ("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"),
+        ("Access-Control-Allow-Origin", "*")]
+_JSON = [*CORS, ("Content-Type", "application/json")]
+_OK = [*_JSON, ("Grpc-Metadata-Content-Type", "application/grpc")]   # the gRPC reply's header, forwarded
+_TEXT = [*CORS, ("Content-Type", "text/plain; charset=utf-8"), ("X-Content-Type-Options", "nosniff")]
+_PREFIXES = ("/v3/", "/v3beta/")
 
 # gateway path -> gRPC path (etcd 3.5's google.api.http annotations)
 ROUTES = {
@@ -57,16 +64,11 @@ _HTTP_STATUS = {errors.OK: 200, errors.CANCELLED: 408, errors.UNKNOWN: 500, erro
                 errors.PERMISSION_DENIED: 403, errors.UNAUTHENTICATED: 401, errors.RESOURCE_EXHAUSTED: 429,
                 errors.FAILED_PRECONDITION: 400, errors.ABORTED: 409, errors.OUT_OF_RANGE: 400,
                 errors.UNIMPLEMENTED: 501, errors.INTERNAL: 500, errors.UNAVAILABLE: 503, errors.DATA_LOSS: 500}
-_B64 = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 _FRAME = struct.Struct(">BI")
 
 
-def gateway_path(path: str) -> str | None:
-    """The gateway route of an HTTP path (``kv/range``), None when it is not the gateway's."""
-    for prefix in ("/v3/", "/v3beta/"):
-        if path.startswith(prefix):
-            return path[len(prefix):]
-    return None
+def is_gateway_path(path: str) -> bool:
+    return path == "/v3" or path.startswith(_PREFIXES)
 
 
 def to_json(msg: Message) -> bytes:
@@ -79,60 +81,22 @@ def _error(code: int, message: str) -> HttpResponse:
     return HttpResponse(_HTTP_STATUS.get(code, 500), _JSON, body.encode())
 
 
-def _go_json_error(text: str, err: json.JSONDecodeError) -> str:
-    """encoding/json's words for a body that is not JSON."""
-    rest = text[err.pos:].lstrip()
-    if not rest:
-        return "unexpected EOF"
-    return f"invalid character {rest[0]!r} looking for beginning of value"
+def _stream_error(e: errors.EtcdError) -> bytes:
+    """grpc-gateway's error chunk, ending a stream."""
+    status = _HTTP_STATUS.get(e.code, 500)
+    return json.dumps({"error": {"grpc_code": e.code, "http_code": status, "message": e.message,
+                                 "http_status": http.HTTPStatus(status).phrase}}, separators=(",", ":")).encode()
 
 
-def _check_bytes(value: Any, field: Any) -> None:
-    """Go's base64 error for a bytes field that is not base64 (its first bad byte)."""
-    if not isinstance(value, str):
-        return
-    data = value.encode()
-    for i, b in enumerate(data):
-        if b not in _B64 and not (b == ord("=") and i >= len(data.rstrip(b"=")) and len(data) % 4 == 0):
-            raise errors.EtcdError(errors.INVALID_ARGUMENT, f"illegal base64 data at input byte {i}")
-    try:
-        base64.b64decode(data, validate=True)
-    except binascii.Error:
-        raise errors.EtcdError(errors.INVALID_ARGUMENT, f"illegal base64 data at input byte {len(data)}") from None
-
-
-def _check(body: Any, descriptor: Any) -> None:
-    """What grpc-gateway's decoder refuses before the request is built: bad base64, enum names."""
-    if not isinstance(body, dict):
-        return
-    for name, value in body.items():
-        field = descriptor.fields_by_name.get(name) or descriptor.fields_by_camelcase_name.get(name)
-        if field is None:
-            continue
-        values = value if isinstance(value, list) else [value]
-        for v in values:
-            if field.type == field.TYPE_BYTES:
-                _check_bytes(v, field)
-            elif field.type == field.TYPE_ENUM and isinstance(v, str) and field.enum_type.values_by_name.get(v) is None:
-                raise errors.EtcdError(errors.INVALID_ARGUMENT, f'unknown value "\\"{v}\\"" for enum '
-                                                                f'{field.enum_type.full_name}')
-            elif field.type == field.TYPE_MESSAGE:
-                _check(v, field.message_type)
-
-
-def _request(method: GrpcMethod, body: bytes) -> Message:
-    text = body.decode(errors="replace") or "{}"
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise errors.EtcdError(errors.INVALID_ARGUMENT, _go_json_error(text, e)) from None
+def _message(method: GrpcMethod, raw: Raw | None) -> Message:
     req = method.request_type()
-    _check(data, req.DESCRIPTOR)
-    try:
-        json_format.ParseDict(data, req, ignore_unknown_fields=True)
-    except json_format.ParseError as e:
-        raise errors.EtcdError(errors.INVALID_ARGUMENT, str(e)) from None
+    if raw is not None:
+        fill(req, raw)
     return req
+
+
+def _values(body: bytes) -> Iterator[Raw]:
+    return decode_stream(body.decode("utf-8", errors="replace"))
 
 
 def _messages(framed: Framed, response_type: Any) -> list[Message]:
@@ -144,47 +108,85 @@ def _messages(framed: Framed, response_type: Any) -> list[Message]:
     return out
 
 
-async def _one(req: Message) -> AsyncIterator[Message]:
-    yield req
-
-
-async def _stream(replies: AsyncIterator[Any], response_type: Any) -> AsyncIterator[bytes]:
+async def _requests(first: Message | None, more: Iterator[Raw], method: GrpcMethod) -> AsyncIterator[Message]:
+    """A client stream from the body's requests (none for an empty body), as far as they decode."""
+    if first is None:
+        return
+    yield first
     try:
+        for raw in more:
+            yield _message(method, raw)
+    except GoJsonError:
+        return
+
+
+def _lines(reply: Any, response_type: Any) -> bytes:
+    msgs = _messages(reply, response_type) if type(reply) is Framed else [reply]
+    return b"".join(b'{"result":' + to_json(m) + b"}\n" for m in msgs)
+
+
+async def _rest(first: bytes, replies: Any, response_type: Any) -> AsyncIterator[bytes]:
+    """The response body: ``first``, then the replies still to come; closing it ends the RPC."""
+    try:
+        yield first
         async for reply in replies:
-            for msg in (_messages(reply, response_type) if type(reply) is Framed else [reply]):
-                yield b'{"result":' + to_json(msg) + b"}\n"
+            yield _lines(reply, response_type)
     except errors.EtcdError as e:
-        yield json.dumps({"error": {"grpc_code": e.code, "http_code": _HTTP_STATUS.get(e.code, 500),
-                                    "message": e.message, "http_status": ""}}).encode() + b"\n"
+        yield _stream_error(e)
+    finally:
+        await replies.aclose()
+
+
+async def _stream(method: GrpcMethod, target: str, body: bytes, ctx: CallContext) -> HttpResponse:
+    """A streaming RPC: the status waits for the first reply (or error), as in etcd."""
+    values = _values(body)
+    try:
+        raw = next(values, None)
+        first = None if raw is None and method.kind != SERVER_STREAM else _message(method, raw)
+    except GoJsonError as e:
+        return _error(errors.UNKNOWN, str(e))
+    incoming = first if method.kind == SERVER_STREAM else _requests(first, values, method)
+    replies = method.handler(incoming, ctx).__aiter__()
+    response_type = _response_type(target)
+    try:
+        reply = await replies.__anext__()
+    except StopAsyncIteration:
+        return HttpResponse(200, _JSON, _rest(b"", replies, response_type))
+    except errors.EtcdError as e:
+        return HttpResponse(_HTTP_STATUS.get(e.code, 500), _JSON, _rest(_stream_error(e), replies, response_type))
+    return HttpResponse(200, _OK, _rest(_lines(reply, response_type), replies, response_type))
 
 
 def make_gateway(methods: dict[str, GrpcMethod]):
-    async def handle(req: HttpRequest, path: str) -> HttpResponse:
+    """The gateway's handler: any request whose path is_gateway_path."""
+    async def handle(req: HttpRequest) -> HttpResponse:
+        if req.path == "/v3":
+            return HttpResponse(301, [*CORS, ("Location", "/v3/")], b"")
+        if req.method == "OPTIONS":     # a CORS preflight
+            return HttpResponse(200, CORS, b"")
+        path = req.path[len(_PREFIXES[0 if req.path.startswith(_PREFIXES[0]) else 1]):]
         target = ROUTES.get(path)
         method = methods.get(f"/etcdserverpb.{target}") if target else None
         if method is None:
             return HttpResponse(404, _TEXT, b"Not Found\n")
         if req.method != "POST":
             return HttpResponse(405, _TEXT, b"Method Not Allowed\n")
-        ctx = CallContext({"token": req.headers["authorization"]} if "authorization" in req.headers else {},
-                          None, None, f"/etcdserverpb.{target}")
+        token = req.headers.get("authorization")
+        ctx = CallContext({"token": token} if token is not None else {}, None, None, f"/etcdserverpb.{target}")
+        if method.kind != UNARY:
+            return await _stream(method, target, req.body, ctx)
         try:
-            request = _request(method, req.body)
-            if method.kind == UNARY:
-                return HttpResponse(200, _JSON, to_json(await method.handler(request, ctx)))
+            request = _message(method, next(_values(req.body), None))
+        except GoJsonError as e:
+            return _error(errors.INVALID_ARGUMENT, str(e))
+        try:
+            return HttpResponse(200, _OK, to_json(await method.handler(request, ctx)))
         except errors.EtcdError as e:
             return _error(e.code, e.message)
-        response_type = _response_type(target)
-        incoming = _one(request) if target != "Maintenance/Snapshot" else request
-        replies = method.handler(incoming, ctx)
-        return HttpResponse(200, _JSON, _stream(replies, response_type))
     return handle
 
 
 def _response_type(target: str) -> Any:
-    from pyetcd.proto.etcdserverpb import rpc_pb2
-
     service, name = target.split("/")
     rpc = rpc_pb2.DESCRIPTOR.services_by_name[service].methods_by_name[name]
-    from google.protobuf import message_factory
     return message_factory.GetMessageClass(rpc.output_type)

@@ -6,7 +6,7 @@ import json
 from pyetcd import ETCD_VERSION
 from pyetcd.embed.grpc import GrpcMethod
 from pyetcd.embed.serve import HttpRequest, HttpResponse
-from pyetcd.httpapi.gateway import gateway_path, make_gateway
+from pyetcd.httpapi.gateway import is_gateway_path, make_gateway
 from pyetcd.server.etcdserver import EtcdServer
 
 _JSON = [("Content-Type", "application/json")]
@@ -31,8 +31,8 @@ def make_handler(server: EtcdServer, only: frozenset[str] | None = None,
             return HttpResponse(404, _TEXT, b"404 page not found\n")
         if req.method != "GET" and req.path in _GET_ONLY:
             return HttpResponse(405, [("Allow", "GET"), *_TEXT], b"Method Not Allowed\n")
-        if gateway is not None and (path := gateway_path(req.path)) is not None:
-            return await gateway(req, path)
+        if gateway is not None and is_gateway_path(req.path):
+            return await gateway(req)
         if req.path == "/version":
             body = {"etcdserver": ETCD_VERSION, "etcdcluster": CLUSTER_VERSION}
             return HttpResponse(200, _JSON, json.dumps(body, separators=(",", ":")).encode())
