@@ -120,17 +120,21 @@ async def _requests(first: Message | None, more: Iterator[Raw], method: GrpcMeth
         return
 
 
-def _lines(reply: Any, response_type: Any) -> bytes:
+def _lines(reply: Any, response_type: Any) -> list[bytes]:
+    """A reply's ``{"result": ...}`` lines, one HTTP chunk each as etcd sends them (clients such
+    as etcd3gw read a chunk as one message)."""
     msgs = _messages(reply, response_type) if type(reply) is Framed else [reply]
-    return b"".join(b'{"result":' + to_json(m) + b"}\n" for m in msgs)
+    return [b'{"result":' + to_json(m) + b"}\n" for m in msgs]
 
 
-async def _rest(first: bytes, replies: Any, response_type: Any) -> AsyncIterator[bytes]:
+async def _rest(first: list[bytes], replies: Any, response_type: Any) -> AsyncIterator[bytes]:
     """The response body: ``first``, then the replies still to come; closing it ends the RPC."""
     try:
-        yield first
+        for chunk in first:
+            yield chunk
         async for reply in replies:
-            yield _lines(reply, response_type)
+            for chunk in _lines(reply, response_type):
+                yield chunk
     except errors.EtcdError as e:
         yield _stream_error(e)
     finally:
@@ -151,9 +155,9 @@ async def _stream(method: GrpcMethod, target: str, body: bytes, ctx: CallContext
     try:
         reply = await replies.__anext__()
     except StopAsyncIteration:
-        return HttpResponse(200, _JSON, _rest(b"", replies, response_type))
+        return HttpResponse(200, _JSON, _rest([], replies, response_type))
     except errors.EtcdError as e:
-        return HttpResponse(_HTTP_STATUS.get(e.code, 500), _JSON, _rest(_stream_error(e), replies, response_type))
+        return HttpResponse(_HTTP_STATUS.get(e.code, 500), _JSON, _rest([_stream_error(e)], replies, response_type))
     return HttpResponse(200, _OK, _rest(_lines(reply, response_type), replies, response_type))
 
 
