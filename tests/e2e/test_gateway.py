@@ -200,3 +200,24 @@ def test_cluster_and_maintenance(server):
     assert "enabled" not in auth
     status, headers, _ = call(server, "/v3/maintenance/status", "{}")
     assert headers["grpc-metadata-content-type"] == "application/grpc"
+
+
+def test_auth_token_in_authorization_header(server):
+    """The token /v3/auth/authenticate hands out is the Authorization header's value (last: it
+    turns auth on, and off again)."""
+    post(server, "/v3/auth/user/add", {"name": "root", "password": "pw"})
+    post(server, "/v3/auth/user/grant", {"user": "root", "role": "root"})
+    assert post(server, "/v3/auth/enable")[0] == 200
+    token = ""
+    try:
+        msg = "etcdserver: user name is empty"
+        assert post(server, "/v3/kv/range", {"key": b64("a")}) == (400, {"error": msg, "code": 3, "message": msg})
+        status, headers, body = call(server, "/v3/maintenance/snapshot")
+        assert (status, body) == (500, b'{"error":{"grpc_code":2,"http_code":500,"message":"auth: user name is empty",'
+                                       b'"http_status":"Internal Server Error"}}')
+        token = post(server, "/v3/auth/authenticate", {"name": "root", "password": "pw"})[1]["token"]
+        status, _, _ = call(server, "/v3/kv/range", json.dumps({"key": b64("a")}), headers={"Authorization": token})
+        assert status == 200
+    finally:
+        status, _, _ = call(server, "/v3/auth/disable", headers={"Authorization": token})
+    assert status == 200
