@@ -169,7 +169,7 @@ def make_gateway(methods: dict[str, GrpcMethod]):
         if req.method == "OPTIONS":     # a CORS preflight
             return HttpResponse(200, CORS, b"")
         path = req.path[len(_PREFIXES[0 if req.path.startswith(_PREFIXES[0]) else 1]):]
-        target = ROUTES.get(path)
+        target = ROUTES.get(path, "")
         method = methods.get(f"/etcdserverpb.{target}") if target else None
         if method is None:
             return HttpResponse(404, _TEXT, b"Not Found\n")

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 _WS = re.compile(r"[ \t\r\n]*")
@@ -64,7 +64,8 @@ class _Parser:
         self.pos = 0
 
     def skip_ws(self) -> None:
-        self.pos = _WS.match(self.text, self.pos).end()
+        m = _WS.match(self.text, self.pos)
+        self.pos = m.end() if m else self.pos
 
     def peek(self) -> str:
         if self.pos >= len(self.text):
@@ -135,7 +136,8 @@ class _Parser:
         parts = []
         escaped = False
         while True:
-            end = _PLAIN.match(self.text, self.pos).end()
+            m = _PLAIN.match(self.text, self.pos)
+            end = m.end() if m else self.pos
             parts.append(self.text[self.pos:end])
             self.pos = end
             c = self.peek()
@@ -233,17 +235,18 @@ def _integer(raw: Raw, go_type: str, low: int, high: int) -> int:
     return int(raw.text)
 
 
-def _scalar(raw: Raw, field: FieldDescriptor) -> Any:
+def _scalar(raw: Raw, field: Any) -> Any:  # a FieldDescriptor (upb's or the Python one)
     ranged = _INT_RANGE.get(field.cpp_type)
     if ranged is not None and field.type != FieldDescriptor.TYPE_ENUM:
         if raw.kind == "string":       # jsonpb re-reads a quoted number from between its quotes
             raw = unmarshal(raw.text[1:-1])
         return _integer(raw, *ranged)
-    if field.type == FieldDescriptor.TYPE_ENUM:
+    enum = field.enum_type
+    if enum is not None:
         if raw.kind == "string":
-            value = field.enum_type.values_by_name.get(raw.value)
+            value = enum.values_by_name.get(raw.value)
             if value is None:
-                raise GoJsonError(f"unknown value {json.dumps(raw.text)} for enum {field.enum_type.full_name}")
+                raise GoJsonError(f"unknown value {json.dumps(raw.text)} for enum {enum.full_name}")
             return value.number
         return _integer(raw, "protoreflect.EnumNumber", -(1 << 31), (1 << 31) - 1)
     if field.type == FieldDescriptor.TYPE_BOOL:
@@ -275,8 +278,7 @@ def fill(msg: Message, raw: Raw) -> None:
     if raw.kind == "null":
         return
     fields = _object_fields(raw)
-    descriptor: Descriptor = msg.DESCRIPTOR
-    for field in descriptor.fields:
+    for field in msg.DESCRIPTOR.fields:
         value = fields.get(field.name)
         if value is None:
             value = fields.get(field.json_name)
