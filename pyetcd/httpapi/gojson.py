@@ -23,6 +23,8 @@ _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _PLAIN = re.compile(r'[^"\\\x00-\x1f]*')
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _HEX = frozenset("0123456789abcdefABCDEF")
+_CLOSE = {"{": "}", "[": "]"}
+MAX_DEPTH = 10000          # Go's scanner: the nesting it allows
 
 
 class GoJsonError(Exception):
@@ -42,7 +44,7 @@ class Raw:
     def __init__(self, kind: str, value: Any, text: str) -> None:
         self.kind = kind      # Go's word: object, array, string, number, bool, null
         self.value = value    # dict[str, Raw] | list[Raw] | str | bool | None
-        self.text = text
+        self.text = text      # (empty for objects and arrays: nothing reads theirs)
 
 
 def _quote_char(c: str) -> str:
@@ -73,12 +75,48 @@ class _Parser:
         return self.text[self.pos]
 
     def value(self) -> Raw:
-        self.skip_ws()
-        start, c = self.pos, self.peek()
-        if c == "{":
-            return Raw("object", self._object(), self.text[start:self.pos])
-        if c == "[":
-            return Raw("array", self._array(), self.text[start:self.pos])
+        """One value. Containers are kept on a stack of our own, not Python's: Go allows
+        MAX_DEPTH levels of nesting."""
+        stack: list[tuple[dict[str, Raw] | list[Raw], str]] = []   # open containers, the key awaiting its value
+        while True:
+            self.skip_ws()
+            c = self.peek()
+            if c in "{[":
+                if len(stack) >= MAX_DEPTH:
+                    raise _bad(c, "exceeded max depth")
+                self.pos += 1
+                self.skip_ws()
+                container: dict[str, Raw] | list[Raw] = {} if c == "{" else []
+                if self.peek() != _CLOSE[c]:
+                    stack.append((container, self._key() if c == "{" else ""))
+                    continue
+                self.pos += 1
+                item = Raw("object" if c == "{" else "array", container, "")
+            else:
+                item = self._scalar(c)
+            while True:            # the item goes into its container; close those that end here
+                if not stack:
+                    return item
+                container, key = stack[-1]
+                if isinstance(container, dict):
+                    container[key] = item
+                else:
+                    container.append(item)
+                self.skip_ws()
+                c = self.peek()
+                self.pos += 1
+                is_object = isinstance(container, dict)
+                if c == ",":
+                    if is_object:
+                        stack[-1] = (container, self._key())
+                    break
+                if c != ("}" if is_object else "]"):
+                    raise _bad(c, "after object key:value pair" if is_object else "after array element")
+                stack.pop()
+                item = Raw("object" if is_object else "array", container, "")
+
+    def _scalar(self, c: str) -> Raw:
+        start = self.pos
         if c == '"':
             return Raw("string", self._string(), self.text[start:self.pos])
         if c == "-" or c.isdigit() and c.isascii():
@@ -89,47 +127,17 @@ class _Parser:
                 return Raw("null" if value is None else "bool", value, word)
         raise _bad(c, "looking for beginning of value")
 
-    def _object(self) -> dict[str, Raw]:
-        out: dict[str, Raw] = {}
-        self.pos += 1
+    def _key(self) -> str:
+        """An object's next key and its colon."""
         self.skip_ws()
-        if self.peek() == "}":
-            self.pos += 1
-            return out
-        while True:
-            self.skip_ws()
-            if self.peek() != '"':
-                raise _bad(self.peek(), "looking for beginning of object key string")
-            key = self._string()
-            self.skip_ws()
-            if self.peek() != ":":
-                raise _bad(self.peek(), "after object key")
-            self.pos += 1
-            out[key] = self.value()
-            self.skip_ws()
-            c = self.peek()
-            self.pos += 1
-            if c == "}":
-                return out
-            if c != ",":
-                raise _bad(c, "after object key:value pair")
-
-    def _array(self) -> list[Raw]:
-        out: list[Raw] = []
-        self.pos += 1
+        if self.peek() != '"':
+            raise _bad(self.peek(), "looking for beginning of object key string")
+        key = self._string()
         self.skip_ws()
-        if self.peek() == "]":
-            self.pos += 1
-            return out
-        while True:
-            out.append(self.value())
-            self.skip_ws()
-            c = self.peek()
-            self.pos += 1
-            if c == "]":
-                return out
-            if c != ",":
-                raise _bad(c, "after array element")
+        if self.peek() != ":":
+            raise _bad(self.peek(), "after object key")
+        self.pos += 1
+        return key
 
     def _string(self) -> str:
         self.pos += 1

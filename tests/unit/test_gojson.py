@@ -64,3 +64,9 @@ def test_a_body_is_a_stream_of_values():
 
 def test_base64_skips_newlines():
     assert go_b64decode("YW\r\nJj") == b"abc" and go_b64decode("YWI=\n") == b"ab"
+
+
+def test_nesting_as_deep_as_go_allows():
+    assert decode('{"key":"YQ==","x":' + "[" * 9999 + "]" * 9999 + "}").key == b"a"
+    with pytest.raises(GoJsonError, match=r"^invalid character '\[' exceeded max depth$"):
+        decode('{"key":"YQ==","x":' + "[" * 20000 + "]" * 20000 + "}")
