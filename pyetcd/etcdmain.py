@@ -99,7 +99,7 @@ async def run(cfg: ServerConfig) -> None:
     server = EtcdServer(cfg)
     await server.start()
     methods = grpc_methods(server)
-    http_handler = make_handler(server)
+    http_handler = make_handler(server, grpc_methods=methods)
     listeners = []
     try:
         for _, hostname, sock in sockets:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 
 from pyetcd import ETCD_VERSION
+from pyetcd.embed.grpc import GrpcMethod
 from pyetcd.embed.serve import HttpRequest, HttpResponse
+from pyetcd.httpapi.gateway import is_gateway_path, make_gateway
 from pyetcd.server.etcdserver import EtcdServer
 
 _JSON = [("Content-Type", "application/json")]
@@ -18,13 +20,19 @@ _GET_ONLY = frozenset({"/version", "/health"})      # etcd answers other methods
 METRICS_PATHS = frozenset({"/metrics", "/health"})  # what a --listen-metrics-urls listener serves
 
 
-def make_handler(server: EtcdServer, only: frozenset[str] | None = None):
-    """The client port's HTTP endpoints; ``only``: these paths alone (the rest 404)."""
+def make_handler(server: EtcdServer, only: frozenset[str] | None = None,
+                 grpc_methods: dict[str, GrpcMethod] | None = None):
+    """The client port's HTTP endpoints; ``only``: these paths alone (the rest 404);
+    ``grpc_methods``: what the v3 JSON gateway dispatches to (none: no gateway)."""
+    gateway = make_gateway(grpc_methods) if grpc_methods is not None else None
+
     async def handle(req: HttpRequest) -> HttpResponse:
         if only is not None and req.path not in only:
             return HttpResponse(404, _TEXT, b"404 page not found\n")
         if req.method != "GET" and req.path in _GET_ONLY:
             return HttpResponse(405, [("Allow", "GET"), *_TEXT], b"Method Not Allowed\n")
+        if gateway is not None and is_gateway_path(req.path):
+            return await gateway(req)
         if req.path == "/version":
             body = {"etcdserver": ETCD_VERSION, "etcdcluster": CLUSTER_VERSION}
             return HttpResponse(200, _JSON, json.dumps(body, separators=(",", ":")).encode())

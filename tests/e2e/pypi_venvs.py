@@ -20,10 +20,17 @@ CLIENTS: dict[str, tuple[str, ...]] = {
     "etcd3": ("etcd3==0.12.0", "protobuf==3.20.3", "grpcio==1.85.3", "tenacity==9.2.1", "six==1.17.0"),
     "aetcd": ("aetcd==1.0.0", "protobuf==7.36.2", "grpcio==1.85.3", "typing_extensions==4.16.0"),
 }
+# Clients of the v3 JSON gateway (HTTP, no gRPC): tests/e2e/test_etcd3gw.py.
+GATEWAY_CLIENTS: dict[str, tuple[str, ...]] = {
+    "etcd3gw": ("etcd3gw==2.7.0", "requests==2.34.2", "futurist==3.5.0", "pbr==7.1.3", "debtcollector==3.1.0",
+                "wrapt==2.5.2", "urllib3==2.8.0", "idna==3.20", "charset-normalizer==3.5.3",
+                "certifi==2026.10.19.post1"),
+}
+_PINS = {**CLIENTS, **GATEWAY_CLIENTS}
 
 
 def venv_dir(name: str) -> str:
-    digest = hashlib.sha256("\n".join(CLIENTS[name]).encode()).hexdigest()[:12]
+    digest = hashlib.sha256("\n".join(_PINS[name]).encode()).hexdigest()[:12]
     return os.path.join(CACHE, f"{name}-{digest}")
 
 
@@ -35,11 +42,11 @@ def venv_python(name: str) -> str:
         shutil.rmtree(path, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", path], check=True)
         subprocess.run([os.path.join(path, "bin", "python"), "-m", "pip", "install", "-q",
-                        "--disable-pip-version-check", *CLIENTS[name]], check=True)
+                        "--disable-pip-version-check", *_PINS[name]], check=True)
         open(marker, "w").close()
     return os.path.join(path, "bin", "python")
 
 
 if __name__ == "__main__":
-    for client in CLIENTS:
+    for client in _PINS:
         print(f"{client}: {venv_python(client)}")
