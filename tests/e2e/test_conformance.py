@@ -19,7 +19,8 @@ SCENARIOS = os.path.join(os.path.dirname(ETCD_DIFF), "scenarios")
 SERVER_FILES = ["01-kv-basic.txt", "02-put-del-options.txt", "03-txn.txt", "04-compaction.txt",
                 "05-watch.txt", "06-lease.txt", "15-cluster-3.txt", "16-output-formats.txt",
                 "09-lock-elect.txt", "18-compaction-watch-hashkv.txt", "08-auth.txt",
-                "07-maintenance.txt", "17-output-formats-more.txt"]
+                "07-maintenance.txt", "17-output-formats-more.txt", "11-http-v3-gateway.txt",
+                "13-limits-and-bad-input.txt", "14-server-flags.txt", "19-cluster-3-features.txt"]
 
 pytestmark = pytest.mark.skipif(not (os.path.exists(ETCD_DIFF) and have_ref()),
                                 reason="needs ../shared/conformance and the real etcd binaries")
