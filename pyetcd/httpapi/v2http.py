@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl
 
 from pyetcd.embed.http1 import HttpRequest, HttpResponse
+from pyetcd.httpapi.v2members import PREFIX as MEMBERS_PREFIX, MembersHandler
 from pyetcd.server.etcdserver import EtcdServer
 from pyetcd.server.v2_api import Request
 from pyetcd.v2store import errors
@@ -94,6 +95,7 @@ def parse_key_request(req: HttpRequest, path: str) -> Request:
 class V2Handler:
     def __init__(self, server: EtcdServer) -> None:
         self.server = server
+        self.members = MembersHandler(server)
 
     def _headers(self, index: int, raft: bool = True) -> list[tuple[str, str]]:
         s = self.server
@@ -112,8 +114,8 @@ class V2Handler:
                 return await self._keys(req, path[len(KEYS_PREFIX):] or "/")
             except V2Error as err:
                 return HttpResponse(err.status, self._headers(err.index, raft=False), err.to_json())
-        if path == "/v2/members" and req.method == "GET":
-            return HttpResponse(200, self._headers(0, raft=False)[:2], _json({"members": self._members()}))
+        if path == MEMBERS_PREFIX or path.startswith(MEMBERS_PREFIX + "/"):
+            return await self.members.handle(req)
         if path == "/v2/machines":
             urls = [u for m in self.server.membership.sorted_members() for u in m.clientURLs]
             return HttpResponse(200, _TEXT, ", ".join(urls).encode())
@@ -126,10 +128,6 @@ class V2Handler:
             body = {"leader": f"{self.server.member_id:x}", "followers": {}}
             return HttpResponse(200, [("Content-Type", "application/json")], _json(body)[:-1])
         return HttpResponse(404, _TEXT, b"404 page not found\n")
-
-    def _members(self) -> list[dict]:
-        return [{"id": f"{m.ID:x}", "name": m.name, "peerURLs": list(m.peerURLs), "clientURLs": list(m.clientURLs)}
-                for m in self.server.membership.sorted_members() if not m.isLearner]
 
     def _self_stats(self) -> dict:
         s = self.server
