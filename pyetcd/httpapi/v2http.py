@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl
 
 from pyetcd.embed.http1 import HttpRequest, HttpResponse
+from pyetcd.etcdctl.printer import go_dumps  # (Go's encoding/json text: etcd's bodies)
 from pyetcd.httpapi.v2members import PREFIX as MEMBERS_PREFIX, MembersHandler
 from pyetcd.server.etcdserver import EtcdServer
 from pyetcd.server.v2_api import Request
 from pyetcd.v2store import errors
 from pyetcd.v2store.errors import V2Error
-from pyetcd.v2store.node import render
+from pyetcd.v2store.node import render, rfc3339
 from pyetcd.v2store.store import Event
 
 KEYS_PREFIX = "/v2/keys"
@@ -25,7 +25,7 @@ _KEY_METHODS = ("HEAD", "GET", "PUT", "POST", "DELETE")
 
 
 def _json(value) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    return go_dumps(value).encode("utf-8", "surrogateescape") + b"\n"
 
 
 def _form(req: HttpRequest) -> dict[str, list[str]]:
@@ -69,8 +69,6 @@ def parse_key_request(req: HttpRequest, path: str) -> Request:
     out.Dir = _bool(form, "dir")
     out.Quorum = _bool(form, "quorum")
     out.Stream = _bool(form, "stream")
-    if out.Stream and not out.Wait:
-        raise V2Error(errors.INVALID_FIELD, "stream can only be true when wait is true")
     if "prevValue" in form and form["prevValue"][0] == "":
         raise V2Error(errors.PREV_VALUE_REQUIRED, '"prevValue" cannot be empty')
     out.PrevValue = form.get("prevValue", [""])[0]
@@ -96,6 +94,7 @@ class V2Handler:
     def __init__(self, server: EtcdServer) -> None:
         self.server = server
         self.members = MembersHandler(server)
+        self.start_time = time.time_ns()
 
     def _headers(self, index: int, raft: bool = True) -> list[tuple[str, str]]:
         s = self.server
@@ -124,7 +123,9 @@ class V2Handler:
             return HttpResponse(200, [("Content-Type", "application/json")], _json(counts)[:-1])
         if path == "/v2/stats/self":
             return HttpResponse(200, [("Content-Type", "application/json")], _json(self._self_stats())[:-1])
-        if path == "/v2/stats/leader" and self.server.is_leader:
+        if path == "/v2/stats/leader":
+            if not self.server.is_leader:
+                return HttpResponse(403, [("Content-Type", "application/json")], b'{"message":"not current leader"}')
             body = {"leader": f"{self.server.member_id:x}", "followers": {}}
             return HttpResponse(200, [("Content-Type", "application/json")], _json(body)[:-1])
         return HttpResponse(404, _TEXT, b"404 page not found\n")
@@ -133,6 +134,7 @@ class V2Handler:
         s = self.server
         return {"name": s.cfg.name, "id": f"{s.member_id:x}",
                 "state": "StateLeader" if s.is_leader else "StateFollower",
+                "startTime": rfc3339(self.start_time),
                 "leaderInfo": {"leader": f"{s.raft.lead:x}"},
                 "recvAppendRequestCnt": 0, "sendAppendRequestCnt": 0}
 
@@ -151,16 +153,30 @@ class V2Handler:
         return HttpResponse(201 if event.is_created else 200, self._headers(event.index), self._event_json(event))
 
     async def _watch(self, req: Request) -> HttpResponse:
+        """A long poll: one event, or with stream=true every event from then on. Headers go out
+        first when nothing has matched yet (etcd flushes them before waiting)."""
         v2 = self.server.v2
-        index = v2.store.index
-        found = v2.hub.watch(req.Path.rstrip("/") or "/", req.Recursive, req.Since, index)
+        key = req.Path.rstrip("/") or "/"
+        headers = self._headers(v2.store.index)
+        found = v2.hub.watch(key, req.Recursive, req.Since, v2.store.index)
+        if isinstance(found, Event) and not req.Stream:
+            return HttpResponse(200, headers, self._event_json(found))
 
-        async def body() -> AsyncIterator[bytes]:
-            event = found if isinstance(found, Event) else await found
-            yield self._event_json(event)
-        if isinstance(found, asyncio.Future):
-            return HttpResponse(200, self._headers(index), body())
-        return HttpResponse(200, self._headers(index), self._event_json(found))
+        async def events(found: Event | asyncio.Future) -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    event = found if isinstance(found, Event) else await found
+                    yield self._event_json(event)
+                    if not req.Stream:
+                        return
+                    try:
+                        found = v2.hub.watch(key, req.Recursive, event.index + 1, v2.store.index)
+                    except V2Error:
+                        return  # (fell out of the history: the client watches again, as with etcd)
+            finally:
+                if isinstance(found, asyncio.Future):
+                    found.cancel()  # (the client went away: the hub forgets the waiter)
+        return HttpResponse(200, headers, events(found))
 
     @staticmethod
     def _event_json(event: Event) -> bytes:

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from pyetcd import errors
 from pyetcd.embed.http1 import HttpRequest, HttpResponse
+from pyetcd.etcdctl.printer import go_dumps
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server.etcdserver import EtcdServer
 
@@ -23,7 +24,7 @@ class MembersHandler:
         if body is None:
             return HttpResponse(status, headers)
         return HttpResponse(status, [("Content-Type", "application/json"), *headers],
-                            json.dumps(body, separators=(",", ":")).encode() + end)
+                            go_dumps(body).encode() + end)
 
     def _message(self, status: int, message: str) -> HttpResponse:
         return self._answer(status, {"message": message}, end=b"")  # (etcd's error bodies end bare)

@@ -1,7 +1,7 @@
 """The v2 API's errors: etcd's error codes, messages and HTTP statuses."""
 from __future__ import annotations
 
-import json
+from pyetcd.etcdctl.printer import go_dumps  # (Go's encoding/json text)
 
 KEY_NOT_FOUND, TEST_FAILED, NOT_FILE, NOT_DIR, NODE_EXIST, ROOT_READ_ONLY, DIR_NOT_EMPTY = \
     100, 101, 102, 104, 105, 107, 108
@@ -43,4 +43,4 @@ class V2Error(Exception):
         if self.cause:
             body["cause"] = self.cause
         body["index"] = self.index
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        return go_dumps(body).encode("utf-8", "surrogateescape") + b"\n"

@@ -2,6 +2,7 @@
 long-poll watches, TTL expiry, an index of its own, and a restart keeping the keys."""
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import urllib.error
@@ -75,6 +76,28 @@ def test_wait_wakes_on_the_next_write(server):
     watcher.join(10)
     status, body, _ = results[0]
     assert status == 200 and body["action"] == "set" and body["node"]["value"] == "woke"
+
+
+def test_a_stream_watch_gets_every_event(server):
+    conn = http.client.HTTPConnection(server.endpoint, timeout=10)
+    try:
+        conn.request("GET", "/v2/keys/t6?wait=true&stream=true&recursive=true")
+        resp = conn.getresponse()  # (the headers come before any event)
+        assert resp.status == 200
+        call(server, "PUT", "/t6/a", value="1")
+        call(server, "DELETE", "/t6/a")
+        events = [json.loads(resp.readline()) for _ in range(2)]
+        assert [(e["action"], e["node"]["key"]) for e in events] == [("set", "/t6/a"), ("delete", "/t6/a")]
+    finally:
+        conn.close()
+
+
+def test_bodies_escape_as_go_does(server):
+    call(server, "PUT", "/t7", value="<a&b> é")
+    url = server.url + "/v2/keys/t7"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        raw = resp.read()
+    assert raw.endswith(b"\n") and b'"value":"\\u003ca\\u0026b\\u003e \xc3\xa9"' in raw
 
 
 def test_ttl_expires_and_is_watched(server):

@@ -6,7 +6,7 @@ import urllib.error
 import urllib.request
 
 from both_servers import server  # noqa: F401 - the parametrized fixture
-from servers import Server
+from servers import Server, wait_for
 
 SERVER_FLAGS = ["--enable-v2"]
 
@@ -25,7 +25,9 @@ def call(srv: Server, method: str, path: str, body: dict | str | None = None,
 
 
 def test_list_and_leader(server):
-    status, body, headers = call(server, "GET", "/v2/members")
+    # (the member's client URLs are there once it has published them)
+    status, body, headers = wait_for(lambda: (r := call(server, "GET", "/v2/members"))
+                                     and json.loads(r[1])["members"][0]["clientURLs"] and r, 10, "publish")
     (member,) = json.loads(body)["members"]
     assert status == 200 and body.endswith(b"\n") and member["clientURLs"] == [server.url]
     assert member["peerURLs"] == [server.peer_url] and "X-Etcd-Cluster-Id" in headers
@@ -36,7 +38,6 @@ def test_list_and_leader(server):
 
 def test_changes_and_their_errors(server):
     member_id = json.loads(call(server, "GET", "/v2/members")[1])["members"][0]["id"]
-    assert call(server, "PUT", f"/v2/members/{member_id}", {"peerURLs": [server.peer_url]})[:2] == (204, b"")
     cases = [
         (("POST", "/v2/members", "peerURLs=x", "application/x-www-form-urlencoded"),
          (415, b'{"message":"Bad Content-Type application/x-www-form-urlencoded, accept application/json"}')),
@@ -45,11 +46,14 @@ def test_changes_and_their_errors(server):
          (400, b'{"message":"URL scheme must be http, https, unix, or unixs: bad"}')),
         (("POST", "/v2/members", {"peerURLs": [server.peer_url]}), (409, b'{"message":"membership: peerURL exists"}')),
         (("DELETE", "/v2/members/zz"), (404, b'{"message":"No such member: zz"}')),
-        (("PUT", "/v2/members/1234", {"peerURLs": ["http://127.0.0.1:10"]}), (404, b'{"message":"No such member: 1234"}')),
+        # (an update of an unknown ID: etcd 3.5.1 answers 404 "No such member: 1234" or, now and
+        # then, a 500 after seconds; not compared)
         (("PATCH", "/v2/members"), (405, b"Method Not Allowed\n")),
     ]
     for args, expected in cases:
         assert call(server, *args)[:2] == expected, args
+    # (last: after it, etcd 3.5.1 answers the peerURL-exists case above with a 500)
+    assert call(server, "PUT", f"/v2/members/{member_id}", {"peerURLs": [server.peer_url]})[:2] == (204, b"")
 
 
 def test_stats(server):
