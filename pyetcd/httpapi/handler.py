@@ -7,6 +7,7 @@ from pyetcd import ETCD_VERSION
 from pyetcd.embed.grpc import GrpcMethod
 from pyetcd.embed.serve import HttpRequest, HttpResponse
 from pyetcd.httpapi.gateway import is_gateway_path, make_gateway
+from pyetcd.httpapi.v2http import V2Handler
 from pyetcd.server.etcdserver import EtcdServer
 
 _JSON = [("Content-Type", "application/json")]
@@ -25,6 +26,7 @@ def make_handler(server: EtcdServer, only: frozenset[str] | None = None,
     """The client port's HTTP endpoints; ``only``: these paths alone (the rest 404);
     ``grpc_methods``: what the v3 JSON gateway dispatches to (none: no gateway)."""
     gateway = make_gateway(grpc_methods) if grpc_methods is not None else None
+    v2 = V2Handler(server) if server.cfg["enable-v2"] else None
 
     async def handle(req: HttpRequest) -> HttpResponse:
         if only is not None and req.path not in only:
@@ -42,6 +44,8 @@ def make_handler(server: EtcdServer, only: frozenset[str] | None = None,
             return HttpResponse(200 if healthy else 503, _TEXT, body.encode())  # (etcd's content type)
         if req.path == "/metrics":
             return HttpResponse(200, _METRICS, server.metrics.text(server).encode())
+        if v2 is not None and req.path.startswith("/v2/"):
+            return await v2.handle(req)
         return HttpResponse(404, _TEXT, b"404 page not found\n")
 
     return handle

@@ -54,6 +54,7 @@ class Applier:
         self.lease_exists = lease_exists
         self.index = 0  # the Raft index of the entry being applied
         self.request = raft_internal_pb2.InternalRaftRequest()  # ... and its request (guards read its header)
+        self.write: WriteTxn | None = None  # ... and the batch's write transaction
         self._handlers: dict[str, Callable[[WriteTxn, Message], Message]] = {
             "put": self._apply_put, "delete_range": self._apply_delete_range,
             "txn": self._apply_txn_request, "compaction": self._apply_compaction}
@@ -128,7 +129,7 @@ class Applier:
                 if index <= applied:
                     results.append(None)
                     continue
-                self.index, self.request = index, req
+                self.index, self.request, self.write = index, req, w
                 try:
                     resp = self._apply_one(w, req)
                 except EtcdError as err:

@@ -119,7 +119,7 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("pre-vote", True, _parse_bool),
     FlagSpec("auto-compaction-retention", "0"),
     FlagSpec("auto-compaction-mode", "periodic"),
-    FlagSpec("enable-v2", False, _parse_bool, _LATER),
+    FlagSpec("enable-v2", False, _parse_bool),
     FlagSpec("v2-deprecation", "not-yet"),
     # security
     FlagSpec("cert-file", "", str, _TLS),

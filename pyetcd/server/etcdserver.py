@@ -40,6 +40,7 @@ from pyetcd.server.quota import BackendQuota, put_cost, txn_cost
 from pyetcd.server.raft_node import RaftNode
 from pyetcd.server.v3compactor import AutoCompactor, parse_retention
 from pyetcd.server.read_index import ReadIndex
+from pyetcd.server.v2_api import V2Store
 from pyetcd.storage.backend import Backend
 from pyetcd.storage.mvcc import KVStore
 from pyetcd.storage.watchable_store import WatchableStore
@@ -134,6 +135,7 @@ class EtcdServer(LeaseMethods, AuthMethods, DefragMethods):
         self.transport = None
         self.read_index: ReadIndex | None = None
         self.watchable = WatchableStore(lambda: self.store)
+        self.v2 = V2Store()
         self.watch_progress_interval = parse_duration(cfg["experimental-watch-progress-notify-interval"])
         self.compactor = Compactor(lambda: self.store, cfg["experimental-compaction-batch-limit"],
                                    on_failure=lambda e: self.platform.fatal("compaction failed", e))
@@ -183,6 +185,8 @@ class EtcdServer(LeaseMethods, AuthMethods, DefragMethods):
             auto = AutoCompactor(mode, retention, lambda: self.store.rev, lambda: self.is_leader,
                                  lambda rev: self.compact(rpc_pb2.CompactionRequest(revision=rev)))
             self._tasks.append(loop.create_task(auto.run(), name="auto-compaction"))
+        if cfg["enable-v2"]:
+            self._tasks.append(loop.create_task(self.v2.run_sync(self), name="v2-sync"))
 
     async def stop(self) -> None:
         await self._transfer_leadership_on_stop()
@@ -226,6 +230,8 @@ class EtcdServer(LeaseMethods, AuthMethods, DefragMethods):
         self.applier.register("member_change", self._apply_member_change)
         self.applier.register("fence", self._apply_fence)
         self.membership = Membership(backend)
+        self.v2.use_backend(backend, len(self.membership.members))
+        self.v2.register(self.applier, self.membership.check)
         self._fenced = {}
         with backend.begin_read() as txn:
             cursor = txn.cursor(db=backend.db("meta"))

@@ -15,12 +15,13 @@ from servers import REF_DIR, ROOT, have_ref
 
 ETCD_DIFF = os.path.join(os.path.dirname(ROOT), "shared", "conformance", "etcd-diff")
 SCENARIOS = os.path.join(os.path.dirname(ETCD_DIFF), "scenarios")
-# the scenario files whose features are built: the KV API, watches, leases, auth and 3-member clusters
+# the scenario files whose features are built: the KV API, watches, leases, auth, 3-member clusters, v2
 SERVER_FILES = ["01-kv-basic.txt", "02-put-del-options.txt", "03-txn.txt", "04-compaction.txt",
                 "05-watch.txt", "06-lease.txt", "15-cluster-3.txt", "16-output-formats.txt",
                 "09-lock-elect.txt", "18-compaction-watch-hashkv.txt", "08-auth.txt",
                 "07-maintenance.txt", "17-output-formats-more.txt", "11-http-v3-gateway.txt",
-                "13-limits-and-bad-input.txt", "14-server-flags.txt", "19-cluster-3-features.txt"]
+                "13-limits-and-bad-input.txt", "14-server-flags.txt", "19-cluster-3-features.txt",
+                "12-http-v2.txt"]
 
 pytestmark = pytest.mark.skipif(not (os.path.exists(ETCD_DIFF) and have_ref()),
                                 reason="needs ../shared/conformance and the real etcd binaries")
