@@ -1,6 +1,7 @@
 """pyetcd's `ETCDCTL_API=2 etcdctl` against real etcd 3.5.1 started with --enable-v2."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from servers import Server, ref_bin, require_ref
+from servers import Server, ref_bin, require_ref, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +88,46 @@ def test_member_list_and_cluster_health(v2_etcd):
     assert r.stdout.endswith(f" clientURLs={v2_etcd.url} isLeader=true\n")
     r = ctl(v2_etcd, "cluster-health")
     assert r.stdout.endswith(f"is healthy: got healthy result from {v2_etcd.url}\ncluster is healthy\n")
+
+
+def _modified_index(server: Server, key: str) -> int:
+    return json.loads(ctl(server, "-o", "json", "get", key).stdout)["node"]["modifiedIndex"]
+
+
+def test_watch_after_index(v2_etcd):
+    ctl(v2_etcd, "set", "/t5/a", "one")
+    ctl(v2_etcd, "set", "/t5/a", "two")
+    first = _modified_index(v2_etcd, "/t5/a") - 1
+    assert ctl(v2_etcd, "watch", "--after-index", str(first - 1), "/t5/a").stdout == "one\n"
+    r = ctl(v2_etcd, "-o", "extended", "watch", "-r", "--after-index", str(first - 1), "/t5")
+    assert r.stdout.startswith("[set] /t5/a\nKey: /t5/a\n") and r.stdout.endswith("\n\none\n")
+
+
+def test_exec_watch_runs_the_command_with_the_change(v2_etcd, tmp_path):
+    ctl(v2_etcd, "set", "/t6", "changed")
+    index = _modified_index(v2_etcd, "/t6")
+    out = tmp_path / "events"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "ETCDCTL_"))}
+    env.update(ETCDCTL_API="2", ETCDCTL_ENDPOINTS=v2_etcd.url)
+    script = f'echo "$ETCD_WATCH_ACTION $ETCD_WATCH_KEY $ETCD_WATCH_VALUE $ETCD_WATCH_MODIFIED_INDEX" >> {out}'
+    proc = subprocess.Popen([sys.executable, "-m", "pyetcd.etcdctl", "exec-watch", "--after-index", str(index - 1),
+                             "/t6", "--", "sh", "-c", script], env=env, stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: out.exists() and out.read_text().endswith("\n"), 20, "exec-watch's command to run")
+        assert out.read_text() == f"set /t6 changed {index}\n"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_help_layouts(v2_etcd):
+    root = ctl(v2_etcd, "--help").stdout
+    assert root.startswith("NAME:\n   etcdctl - A simple command line client for etcd.\n")
+    assert "   --output simple, -o simple       output response in the given format (simple, `extended` or " \
+           "`json`) (default: \"simple\")\n" in root
+    assert "   --timeout value                  connection timeout per request (default: 2s)\n" in root
+    assert ctl(v2_etcd, "member").stdout.startswith(
+        "NAME:\n   etcdctl member - member add, remove and list subcommands\n\nUSAGE:\n"
+        "   etcdctl member command [command options] [arguments...]\n\nCOMMANDS:\n   list    enumerate")
+    r = ctl(v2_etcd, "member", "add", "only-name")
+    assert (r.returncode, r.stderr) == (1, "Provide a name and a single member peerURL\n")

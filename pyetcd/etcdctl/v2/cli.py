@@ -14,7 +14,7 @@ class UsageError(Exception):
 class Flag:
     name: str  # "ttl" or "recursive, r": the first is the long name
     usage: str
-    kind: str = "bool"  # bool, string or int
+    kind: str = "bool"  # bool, string, int or duration (a string shown unquoted)
     default: object = None
     env: str = ""
 
@@ -23,16 +23,16 @@ class Flag:
         return [n.strip() for n in self.name.split(",")]
 
     def help_name(self) -> str:
-        spelled = ", ".join(("-" if len(n) == 1 else "--") + n for n in self.names)
-        return spelled if self.kind == "bool" else f"{spelled} value"
+        # urfave/cli takes the usage's first `quoted` word as the value's placeholder
+        placeholder = self.usage.split("`")[1] if "`" in self.usage else "value"
+        suffix = "" if self.kind == "bool" else " " + placeholder
+        return ", ".join(("-" if len(n) == 1 else "--") + n + suffix for n in self.names)
 
     def help_usage(self) -> str:
-        text = self.usage
-        if self.kind == "int" or (self.kind == "string" and self.default):
+        text = self.usage.replace("`", "", 2)
+        if self.kind == "int" or (self.kind in ("string", "duration") and self.default):
             default = f'"{self.default}"' if self.kind == "string" else self.default or 0
             text += f" (default: {default})"
-        if self.env:
-            text += f" [${self.env}]"
         return text
 
     def zero(self) -> object:
@@ -101,17 +101,26 @@ def parse(flags: list[Flag], args: list[str], interspersed: bool) -> tuple[dict[
     return values, rest
 
 
+def columns(rows: list[tuple[str, str]]) -> str:
+    width = max(len(name) for name, _ in rows)
+    return "".join(f"   {name:<{width}}  {text}\n" for name, text in rows)
+
+
 def options_block(flags: list[Flag]) -> str:
-    width = max(len(f.help_name()) for f in flags)
-    return "".join(f"   {f.help_name():<{width}}  {f.help_usage()}\n" for f in flags) + "   \n"
+    return columns([(f.help_name(), f.help_usage()) for f in flags])
 
 
-def command_help(cmd: Command) -> str:
+def command_help(cmd: Command, parent: str = "") -> str:
+    if cmd.subcommands:
+        return (f"NAME:\n   etcdctl {cmd.name} - {cmd.usage}\n\nUSAGE:\n"
+                f"   etcdctl {cmd.name} command [command options] [arguments...]\n\nCOMMANDS:\n"
+                f"{columns([(c.name, c.usage) for c in cmd.subcommands])}\nOPTIONS:\n   --help, -h  show help\n   \n")
+    name = f"{parent} {cmd.name}".strip()
     opts = " [command options]" if cmd.flags else ""
-    text = f"NAME:\n   etcdctl {cmd.name} - {cmd.usage}\n\nUSAGE:\n   etcdctl {cmd.name}{opts} {cmd.args_usage}\n"
+    text = f"NAME:\n   etcdctl {name} - {cmd.usage}\n\nUSAGE:\n   etcdctl {name}{opts} {cmd.args_usage}\n"
     if cmd.description:
         body = "\n".join(("   " + line) if line else "" for line in cmd.description.split("\n"))
         text += f"\nDESCRIPTION:\n{body}\n"
     if cmd.flags:
-        text += "\nOPTIONS:\n" + options_block(cmd.flags)
+        text += "\nOPTIONS:\n" + options_block(cmd.flags) + "   \n"
     return text

@@ -17,6 +17,10 @@ class EtcdError(Exception):
         super().__init__(f"{body['errorCode']}: {body['message']} ({body.get('cause', '')}) [{body.get('index', 0)}]")
 
 
+class APIError(Exception):
+    """A members API error: {"message": ...}."""
+
+
 class ClusterError(Exception):
     """No endpoint answered."""
 
@@ -34,15 +38,21 @@ class Client:
         self.timeout = timeout
 
     def request(self, method: str, path: str, query: dict[str, str] | None = None,
-                form: dict[str, str] | None = None) -> Answer:
+                form: dict[str, str] | None = None, wait: bool = False, document: dict | None = None) -> Answer:
+        """One request to the first endpoint that answers; a watch (wait) has no timeout.
+
+        form is the keys API's urlencoded body, document the members API's JSON body."""
         target = path + ("?" + urllib.parse.urlencode(query) if query else "")
-        body = urllib.parse.urlencode(form) if form is not None else None
-        headers = {"Content-Type": "application/x-www-form-urlencoded"} if body is not None else {}
+        body, headers = None, {}
+        if form is not None:
+            body, headers = urllib.parse.urlencode(form), {"Content-Type": "application/x-www-form-urlencoded"}
+        elif document is not None:
+            body, headers = json.dumps(document), {"Content-Type": "application/json"}
         failures = []
         for n, endpoint in enumerate(self.endpoints):
             url = urllib.parse.urlsplit(endpoint)
             conn_cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-            conn = conn_cls(url.hostname, url.port, timeout=self.timeout)
+            conn = conn_cls(url.hostname, url.port, timeout=None if wait else self.timeout)
             try:
                 conn.request(method, target, body=body, headers=headers)
                 resp = conn.getresponse()
@@ -55,6 +65,8 @@ class Client:
             decoded = json.loads(data) if data.strip() else {}
             if resp.status >= 400 and "errorCode" in decoded:
                 raise EtcdError(decoded)
+            if resp.status >= 400:
+                raise APIError(decoded.get("message", f"unexpected status {resp.status}"))
             return Answer(resp.status, decoded, int(resp.getheader("X-Etcd-Index") or 0))
         raise ClusterError("client: etcd cluster is unavailable or misconfigured; " + "; ".join(failures))
 

@@ -27,9 +27,8 @@ GLOBAL_FLAGS = [
          env="ETCDCTL_CA_FILE"),
     Flag("username, u", "provide username[:password] and prompt if password is not supplied.", "string",
          env="ETCDCTL_USERNAME"),
-    Flag("password", "provide password", "string", env="ETCDCTL_PASSWORD"),
-    Flag("timeout", "connection timeout per request", "string", "2s"),
-    Flag("total-timeout", "timeout for the command execution (except watch)", "string", "5s"),
+    Flag("timeout", "connection timeout per request", "duration", "2s"),
+    Flag("total-timeout", "timeout for the command execution (except watch)", "duration", "5s"),
 ]
 
 
