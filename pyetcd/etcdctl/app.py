@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     api = os.environ.get("ETCDCTL_API", "")
     if api == "2":
-        err("Error: the v2 command set (ETCDCTL_API=2) is not implemented by pyetcd yet\n")
-        return g.EXIT_ERROR
+        from pyetcd.etcdctl import v2
+
+        return v2.main(args)
     if api not in ("", "3"):
         err(f"unsupported API version: {api}\n")
         return g.EXIT_ERROR

@@ -63,7 +63,8 @@ def test_real_etcdctl_against_pyetcd(scenario, tmp_path):
 
 CTL_FILES = ["01-kv-basic.txt", "02-put-del-options.txt", "03-txn.txt", "04-compaction.txt", "05-watch.txt",
              "06-lease.txt", "09-lock-elect.txt", "15-cluster-3.txt", "16-output-formats.txt",
-             "18-compaction-watch-hashkv.txt", "08-auth.txt", "17-output-formats-more.txt", "14-server-flags.txt"]
+             "18-compaction-watch-hashkv.txt", "08-auth.txt", "17-output-formats-more.txt", "14-server-flags.txt",
+             "10-v2-etcdctl.txt"]
 
 
 # pyetcd's own scenario files (tests/e2e/scenarios), run the same way
